@@ -1,0 +1,318 @@
+"""A mini sqsd: receive from SQS, POST to the worker, delete on 200, retry the rest.
+
+The loop follows the worker-environment documentation step by step (REFERENCE.md §1-§3):
+receive with long polling (never more messages than free HTTP connections), drop messages older
+than RetentionPeriod, POST each one, then delete on 200 or set ErrorVisibilityTimeout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+from requests.adapters import HTTPAdapter
+
+from labapp.config import SqsdOptions
+from labapp.errors import ConfigError
+from labapp.post import Encoding, Post, build_post
+from labapp.queues import SqsClient
+
+log = logging.getLogger("labapp.daemon")
+
+MAX_BATCH = 10  # SQS returns at most ten messages per receive
+MAX_BACKOFF_S = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonEvent:
+    """Something the daemon did; widgets, tests and logs subscribe to these."""
+
+    kind: (
+        str  # received, posted, response, deleted, retry_scheduled, dropped_by_retention, released, sqs_error
+    )
+    time: float
+    message_id: str | None = None
+    receive_count: int | None = None
+    status: int | None = None
+    elapsed: float | None = None
+    detail: str = ""
+    post: Post | None = None
+
+
+Listener = Callable[[DaemonEvent], None]
+
+
+def http_session(connections: int) -> requests.Session:
+    """Return a session with one pooled connection per HttpConnections and no default headers."""
+    session = requests.Session()
+    session.headers.clear()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections, pool_block=True, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class Daemon:
+    """Poll one queue and POST each message to one HTTP application."""
+
+    def __init__(
+        self,
+        sqs: SqsClient,
+        options: SqsdOptions,
+        *,
+        queue_url: str | None = None,
+        http_url: str = "http://127.0.0.1:80",
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        encoding: Encoding = "sqsd",
+        accept_any_2xx: bool = False,
+        wait_time_seconds: int = 20,
+        secret: str | None = None,
+    ) -> None:
+        queue_url = queue_url or options.WorkerQueueURL
+        if not queue_url:
+            raise ConfigError("WorkerQueueURL is not set; pass --queue-url or set it in the config file.")
+        if encoding not in ("sqsd", "article-form"):
+            raise ConfigError(f"encoding must be 'sqsd' or 'article-form'; got {encoding!r}.")
+        self.sqs = sqs
+        self.options = options
+        self.queue_url = queue_url
+        self.queue_name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+        self.http_url = http_url.rstrip("/")
+        self.session = session or http_session(options.HttpConnections)
+        self.clock = clock
+        self.encoding = encoding
+        # AWS deletes only on 200; accepting any 2xx is an opt-in for apps that answer 204.
+        self.accept_any_2xx = accept_any_2xx
+        self.wait_time_seconds = wait_time_seconds
+        self.secret = secret
+        self.state = "idle"
+        self.counts = {"received": 0, "deleted": 0, "failed": 0, "dropped": 0, "released": 0, "sqs_errors": 0}
+        self._listeners: list[Listener] = []
+        self._busy = 0
+        self._busy_changed = threading.Condition()
+        self._pool = ThreadPoolExecutor(max_workers=options.HttpConnections, thread_name_prefix="sqsd-post")
+        self._errors_in_a_row = 0
+
+    # -- events -------------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call listener for every event from now on; return a function that unsubscribes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        event = DaemonEvent(kind=kind, time=self.clock(), **fields)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken widget must not stop message processing
+                log.exception("sqsd: listener %r failed on %s", listener, kind)
+
+    # -- capacity -----------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """How many POSTs are running now."""
+        return self._busy
+
+    @property
+    def free_connections(self) -> int:
+        return self.options.HttpConnections - self._busy
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no POST is running; return False on timeout."""
+        with self._busy_changed:
+            return self._busy_changed.wait_for(lambda: self._busy == 0, timeout=timeout)
+
+    def _wait_for_free_connection(self, stop: threading.Event) -> bool:
+        with self._busy_changed:
+            while self.free_connections <= 0 and not stop.is_set():
+                self._busy_changed.wait(timeout=0.1)
+        return not stop.is_set()
+
+    # -- one step -----------------------------------------------------------------------------
+    def receive(self, wait_time_seconds: int | None = None) -> list[dict[str, Any]]:
+        """Receive at most as many messages as there are free connections, up to ten."""
+        want = min(MAX_BATCH, self.free_connections)
+        if want <= 0:
+            return []
+        wait = self.wait_time_seconds if wait_time_seconds is None else wait_time_seconds
+        reply = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=want,
+            WaitTimeSeconds=wait,
+            VisibilityTimeout=self.options.VisibilityTimeout,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages: list[dict[str, Any]] = reply.get("Messages", [])
+        for message in messages:
+            self.counts["received"] += 1
+            self._emit("received", message_id=message["MessageId"], receive_count=_receive_count(message))
+        return messages
+
+    def poll_once(self, wait_time_seconds: int | None = None) -> int:
+        """Receive one batch and start a POST for each message; return how many were received."""
+        try:
+            messages = self.receive(wait_time_seconds)
+        except (BotoCoreError, ClientError) as exc:
+            self._sqs_error("receive", exc)
+            return 0
+        self._errors_in_a_row = 0
+        for message in messages:
+            self._start(message)
+        return len(messages)
+
+    def _start(self, message: dict[str, Any]) -> None:
+        with self._busy_changed:
+            self._busy += 1
+        self._pool.submit(self._process, message)
+
+    def _process(self, message: dict[str, Any]) -> None:
+        try:
+            if self._older_than_retention(message):
+                self._drop(message)
+            else:
+                self._deliver(message)
+        except Exception:  # one bad message must never kill a pool thread silently
+            log.exception("sqsd: unexpected error on message %s", message.get("MessageId"))
+        finally:
+            with self._busy_changed:
+                self._busy -= 1
+                self._busy_changed.notify_all()
+
+    def _older_than_retention(self, message: dict[str, Any]) -> bool:
+        first_ms = int(message.get("Attributes", {}).get("ApproximateFirstReceiveTimestamp", 0))
+        return first_ms > 0 and self.clock() - first_ms / 1000 > self.options.RetentionPeriod
+
+    def _drop(self, message: dict[str, Any]) -> None:
+        if self._delete(message):
+            self.counts["dropped"] += 1
+            self._emit(
+                "dropped_by_retention", message_id=message["MessageId"], receive_count=_receive_count(message)
+            )
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        message_id = message["MessageId"]
+        post = build_post(message, self.queue_name, self.options, self.encoding, self.secret)
+        self._emit("posted", message_id=message_id, receive_count=_receive_count(message), post=post)
+        started = time.monotonic()
+        try:
+            response = self.session.post(
+                self.http_url + post.path,
+                data=post.body,
+                headers=post.headers,
+                timeout=(self.options.ConnectTimeout, self.options.InactivityTimeout),
+                allow_redirects=False,
+            )
+            status: int | None = response.status_code
+            detail = response.text[:200]
+            response.close()
+        except requests.Timeout as exc:
+            status, detail = None, f"timeout: {type(exc).__name__}"
+        except requests.RequestException as exc:
+            status, detail = None, f"connection error: {type(exc).__name__}"
+        elapsed = time.monotonic() - started
+        self._emit("response", message_id=message_id, status=status, elapsed=elapsed, detail=detail)
+        if status == 200 or (self.accept_any_2xx and status is not None and 200 <= status < 300):
+            if self._delete(message):
+                self.counts["deleted"] += 1
+                self._emit("deleted", message_id=message_id, elapsed=elapsed)
+        else:
+            self.counts["failed"] += 1
+            self._retry_later(message, status, detail)
+
+    def _delete(self, message: dict[str, Any]) -> bool:
+        try:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            return True
+        except (BotoCoreError, ClientError) as exc:
+            # The message stays in the queue and comes back: a duplicate, never a loss.
+            self._sqs_error("delete", exc, message["MessageId"])
+            return False
+
+    def _retry_later(self, message: dict[str, Any], status: int | None, detail: str) -> None:
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=self.options.ErrorVisibilityTimeout,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            # Without the change the message still returns, after VisibilityTimeout instead.
+            self._sqs_error("change_message_visibility", exc, message["MessageId"])
+        self._emit(
+            "retry_scheduled",
+            message_id=message["MessageId"],
+            receive_count=_receive_count(message),
+            status=status,
+            detail=f"retry in {self.options.ErrorVisibilityTimeout}s ({detail or status})",
+        )
+
+    def release(self, messages: list[dict[str, Any]]) -> None:
+        """Make received but unstarted messages visible again at once (used when stopping)."""
+        for message in messages:
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+                self.counts["released"] += 1
+                self._emit("released", message_id=message["MessageId"])
+            except (BotoCoreError, ClientError) as exc:
+                self._sqs_error("release", exc, message["MessageId"])
+
+    def _sqs_error(self, action: str, exc: Exception, message_id: str | None = None) -> None:
+        self.counts["sqs_errors"] += 1
+        self._errors_in_a_row += 1
+        summary = str(exc).splitlines()[0][:200]
+        log.warning("sqsd: %s failed: %s", action, summary)
+        self._emit("sqs_error", message_id=message_id, detail=f"{action}: {summary}")
+
+    def backoff_delay(self) -> float:
+        """Seconds to wait after the current run of SQS errors (0.5 s doubling, capped)."""
+        if self._errors_in_a_row == 0:
+            return 0.0
+        return float(min(MAX_BACKOFF_S, 0.5 * 2 ** (self._errors_in_a_row - 1)))
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Poll until stop is set, then let in-flight POSTs finish and release what was not started."""
+        self.state = "running"
+        log.info("sqsd: polling %s, posting to %s%s", self.queue_name, self.http_url, self.options.HttpPath)
+        while not stop.is_set():
+            if not self._wait_for_free_connection(stop):
+                break
+            try:
+                messages = self.receive()
+            except (BotoCoreError, ClientError) as exc:
+                self._sqs_error("receive", exc)
+                stop.wait(self.backoff_delay())
+                continue
+            self._errors_in_a_row = 0
+            if stop.is_set():
+                # Received while we were asked to stop: hand them back instead of starting them.
+                self.release(messages)
+                break
+            for message in messages:
+                self._start(message)
+        self.state = "draining"
+        grace = self.options.ConnectTimeout + self.options.InactivityTimeout + 1
+        if not self.wait_idle(timeout=grace):
+            log.warning("sqsd: %d POSTs still running after %ss", self._busy, grace)
+        self.state = "stopped"
+
+    def close(self) -> None:
+        """Release the worker threads and HTTP connections."""
+        self._pool.shutdown(wait=True)
+        self.session.close()
+
+
+def _receive_count(message: dict[str, Any]) -> int:
+    return int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))

@@ -1,0 +1,270 @@
+"""SQS as the lab uses it: a guarded client, EB-style queue pairs, depths, peeks and redrive."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from labapp.errors import EndpointError, LabError
+
+log = logging.getLogger("labapp.queues")
+
+ALLOW_AWS_ENV = "LAB_ALLOW_AWS"
+REGION = "us-east-1"
+# Dummy keys: a local endpoint accepts anything, and passing them explicitly means a learner's
+# real profile or AWS_* variables are never picked up by accident.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+SqsClient = Any  # boto3's generated client has no importable static type without extra stubs
+
+
+def is_loopback(url: str) -> bool:
+    """Return True when url points at this machine."""
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def sqs_client(
+    endpoint_url: str | None, *, read_timeout: float = 30, allow_aws: bool | None = None
+) -> SqsClient:
+    """Return an SQS client for a local endpoint, refusing real AWS unless the user opted in."""
+    if allow_aws is None:
+        allow_aws = os.environ.get(ALLOW_AWS_ENV) == "1"
+    config = Config(
+        connect_timeout=2,
+        read_timeout=read_timeout,
+        retries={"max_attempts": 1, "mode": "standard"},
+        max_pool_connections=20,
+    )
+    if endpoint_url is not None and is_loopback(endpoint_url):
+        return boto3.session.Session(**LOCAL_CREDENTIALS).client(
+            "sqs", endpoint_url=endpoint_url, region_name=REGION, config=config
+        )
+    if not allow_aws:
+        where = endpoint_url or "real AWS"
+        raise EndpointError(
+            f"Refusing to talk to {where}: the lab only uses endpoints on this machine; "
+            f"set {ALLOW_AWS_ENV}=1 if you really mean to use AWS."
+        )
+    log.warning("Using %s with your own AWS credentials (%s=1).", endpoint_url or "real AWS", ALLOW_AWS_ENV)
+    return boto3.session.Session().client("sqs", endpoint_url=endpoint_url, config=config)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueuePair:
+    """A worker queue and its dead-letter queue, wired as EB wires its auto-created ones."""
+
+    name: str
+    url: str
+    arn: str
+    dlq_url: str
+    dlq_arn: str
+    max_receive_count: int
+
+    @property
+    def dlq_name(self) -> str:
+        return self.dlq_url.rsplit("/", 1)[-1]
+
+
+def _arn(sqs: SqsClient, url: str) -> str:
+    return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
+
+def ensure_queues(sqs: SqsClient, name: str, max_retries: int, visibility_timeout: int = 30) -> QueuePair:
+    """Create (or reuse) `name` and `name-dlq`, with RedrivePolicy maxReceiveCount = MaxRetries."""
+    try:
+        # The DLQ keeps messages 14 days: a standard queue keeps the original enqueue time
+        # when a message moves, so a shorter retention could drop it soon after it arrives.
+        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})[
+            "QueueUrl"
+        ]
+        dlq_arn = _arn(sqs, dlq_url)
+        policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_retries})
+        attributes = {"RedrivePolicy": policy, "VisibilityTimeout": str(visibility_timeout)}
+        try:
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("QueueAlreadyExists", "QueueNameExists"):
+                raise
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+        return QueuePair(name, url, _arn(sqs, url), dlq_url, dlq_arn, max_retries)
+    except (BotoCoreError, ClientError) as exc:
+        raise EndpointError(f"Could not set up queue {name!r}: {exc}") from None
+
+
+def lookup_queues(sqs: SqsClient, name: str) -> QueuePair:
+    """Find an existing queue pair by name through get_queue_url (no account id is assumed)."""
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy"])[
+            "Attributes"
+        ]
+    except ClientError as exc:
+        raise LabError(f"Queue {name!r} does not exist; run `labapp up` first.") from exc
+    except BotoCoreError as exc:
+        raise EndpointError(
+            f"The SQS endpoint does not answer ({exc}); run `labapp up` or `labapp doctor`."
+        ) from None
+    redrive = json.loads(attrs.get("RedrivePolicy", "{}") or "{}")
+    dlq_arn = redrive.get("deadLetterTargetArn", "")
+    dlq_name = dlq_arn.rsplit(":", 1)[-1] if dlq_arn else f"{name}-dlq"
+    dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
+    return QueuePair(
+        name, url, attrs["QueueArn"], dlq_url, _arn(sqs, dlq_url), int(redrive.get("maxReceiveCount", 0))
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Depth:
+    """What CloudWatch would show for a queue pair at one moment."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letter: int
+
+
+def depth(sqs: SqsClient, queues: QueuePair) -> Depth:
+    """Return visible, in-flight, delayed and DLQ counts."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    main = sqs.get_queue_attributes(QueueUrl=queues.url, AttributeNames=names)["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=queues.dlq_url, AttributeNames=names[:1])["Attributes"]
+    return Depth(
+        visible=int(main.get(names[0], 0)),
+        in_flight=int(main.get(names[1], 0)),
+        delayed=int(main.get(names[2], 0)),
+        dead_letter=int(dlq.get(names[0], 0)),
+    )
+
+
+def string_attributes(attributes: Mapping[str, str | int | float | bytes]) -> dict[str, dict[str, Any]]:
+    """Turn a plain mapping into SQS MessageAttributes (String, Number or Binary by Python type)."""
+    result: dict[str, dict[str, Any]] = {}
+    for key, value in attributes.items():
+        if isinstance(value, bytes):
+            result[key] = {"DataType": "Binary", "BinaryValue": value}
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            result[key] = {"DataType": "String", "StringValue": str(value)}
+        else:
+            result[key] = {"DataType": "Number", "StringValue": str(value)}
+    return result
+
+
+def send_messages(
+    sqs: SqsClient,
+    queue_url: str,
+    bodies: Iterable[str],
+    attributes: Mapping[str, str | int | float | bytes] | None = None,
+    delay_seconds: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Send bodies in batches of ten and return the message ids; raise if SQS refuses any."""
+    message_attributes = string_attributes(attributes or {})
+    ids: list[str] = []
+    batch: list[str] = []
+
+    def flush() -> None:
+        entries = [
+            {"Id": str(i), "MessageBody": body, "DelaySeconds": delay_seconds} for i, body in enumerate(batch)
+        ]
+        if message_attributes:
+            for entry in entries:
+                entry["MessageAttributes"] = message_attributes
+        reply = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if reply.get("Failed"):
+            first = reply["Failed"][0]
+            raise LabError(f"SQS refused a message: {first.get('Message', first.get('Code'))}.")
+        ids.extend(entry["MessageId"] for entry in sorted(reply["Successful"], key=lambda e: int(e["Id"])))
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    for body in bodies:
+        batch.append(body)
+        if len(batch) == 10:
+            flush()
+    if batch:
+        flush()
+    return ids
+
+
+def peek(sqs: SqsClient, queue_url: str, max_messages: int = 10) -> list[dict[str, Any]]:
+    """Look at up to ten messages without consuming them (they are made visible again at once)."""
+    reply = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=max(1, min(10, max_messages)),
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+        VisibilityTimeout=0,
+        WaitTimeSeconds=0,
+    )
+    return list(reply.get("Messages", []))
+
+
+def purge(sqs: SqsClient, queue_url: str) -> None:
+    """Delete every message in a queue."""
+    sqs.purge_queue(QueueUrl=queue_url)
+
+
+def redrive(sqs: SqsClient, queues: QueuePair, max_messages: int | None = None) -> tuple[str, int]:
+    """Move DLQ messages back to the worker queue; return (how, count moved or -1 if SQS does it async).
+
+    StartMessageMoveTask is used where the endpoint has it (AWS, LocalStack). moto lacks it, so
+    the kit then moves messages itself: receive from the DLQ, send the same body and attributes
+    to the source queue, and delete from the DLQ only after the send succeeded.
+    """
+    if max_messages is None:
+        try:
+            sqs.start_message_move_task(SourceArn=queues.dlq_arn, DestinationArn=queues.arn)
+            return "StartMessageMoveTask", -1
+        except ClientError as exc:
+            log.info(
+                "StartMessageMoveTask unavailable (%s); moving messages by hand.",
+                exc.response["Error"]["Code"],
+            )
+    return "receive-send-delete", move_messages(sqs, queues.dlq_url, queues.url, max_messages)
+
+
+def move_messages(sqs: SqsClient, source_url: str, target_url: str, max_messages: int | None = None) -> int:
+    """Move messages one batch at a time, keeping body and attributes; return how many moved."""
+    moved = 0
+    while max_messages is None or moved < max_messages:
+        want = 10 if max_messages is None else min(10, max_messages - moved)
+        reply = sqs.receive_message(
+            QueueUrl=source_url,
+            MaxNumberOfMessages=want,
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=30,
+            WaitTimeSeconds=0,
+        )
+        messages = reply.get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            kwargs: dict[str, Any] = {"QueueUrl": target_url, "MessageBody": message["Body"]}
+            if message.get("MessageAttributes"):
+                kwargs["MessageAttributes"] = message["MessageAttributes"]
+            sqs.send_message(**kwargs)
+            sqs.delete_message(QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1
+    return moved

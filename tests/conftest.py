@@ -1,0 +1,88 @@
+"""Shared fixtures: the real embedded SQS endpoint and real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labapp.config import LAB_PROFILE, SqsdOptions
+from labapp.daemon import Daemon
+from labapp.emulator import Emulator
+from labapp.httpserver import HttpServer
+from labapp.queues import QueuePair, SqsClient, ensure_queues, sqs_client
+from labapp.worker import create_app
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(port=0) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def sqs(emulator: Emulator) -> SqsClient:
+    return sqs_client(emulator.url)
+
+
+@pytest.fixture
+def queues(sqs: SqsClient) -> QueuePair:
+    """A fresh worker queue + DLQ (MaxRetries of the lab profile) for one test."""
+    return ensure_queues(
+        sqs, f"t-{uuid.uuid4().hex[:10]}", LAB_PROFILE.MaxRetries, LAB_PROFILE.VisibilityTimeout
+    )
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[HttpServer]:
+    """The real Flask worker app served by waitress on a free loopback port."""
+    app = create_app({"LEDGER_PATH": str(tmp_path / "ledger.sqlite"), "FAILURE_SEED": 7})
+    with HttpServer(app, threads=24) as server:
+        yield server
+    app.extensions["lab.ledger"].close()
+
+
+class RunningDaemon:
+    """A daemon running on a thread; stop() joins it."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=daemon.run, args=(self.stop_event,), name="test-daemon")
+        self.events: list[Any] = []
+        daemon.subscribe(self.events.append)
+
+    def start(self) -> RunningDaemon:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=60)
+        self.daemon.close()
+
+    def kinds(self) -> list[str]:
+        return [event.kind for event in self.events]
+
+
+@pytest.fixture
+def run_daemon(sqs: SqsClient) -> Iterator[Callable[..., RunningDaemon]]:
+    """Start a daemon against a queue and an HTTP URL; every one started is stopped in teardown."""
+    started: list[RunningDaemon] = []
+
+    def start(
+        queue_url: str, http_url: str, options: SqsdOptions = LAB_PROFILE, **kwargs: Any
+    ) -> RunningDaemon:
+        kwargs.setdefault("wait_time_seconds", 1)
+        running = RunningDaemon(Daemon(sqs, options, queue_url=queue_url, http_url=http_url, **kwargs))
+        started.append(running)
+        return running.start()
+
+    yield start
+    for running in started:
+        running.stop()
