@@ -166,8 +166,10 @@ def handle_task(name: str) -> Response:
 def health() -> Response:
     """Report that the worker answers, with its ledger counts and failure settings."""
     app = current_app
+    daemon = app.extensions.get("lab.daemon")
     return jsonify(
         ok=True,
+        daemon=f"{daemon.state}, {daemon.in_flight} in flight, {daemon.counts}" if daemon else "not attached",
         ledger=app.extensions["lab.ledger"].summary(),
         failures=app.extensions["lab.failures"].current.__dict__,
         concurrency=app.extensions["lab.concurrency"].snapshot(),
