@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +18,9 @@ from labapp.emulator import Emulator
 from labapp.httpserver import HttpServer
 from labapp.queues import QueuePair, SqsClient, ensure_queues, sqs_client
 from labapp.worker import create_app
+
+# Tests never touch a learner's ~/.worker-tier-lab: state, ledgers and logs go to a private folder.
+os.environ["LAB_HOME"] = tempfile.mkdtemp(prefix="labapp-test-home-")
 
 
 @pytest.fixture(scope="session")
