@@ -155,7 +155,7 @@ class Lab:
     def inject(self, **settings: Any) -> Failures:
         """Change the worker's injected failures live, e.g. inject(error_rate=1.0, status=503)."""
         assert self.worker is not None
-        return self.worker.app.extensions["lab.failures"].update(**settings)  # type: ignore[no-any-return]
+        return self.worker.app.extensions["lab.failures"].update(**settings)
 
     def heal(self) -> None:
         """Turn every injected failure off."""

@@ -1,0 +1,201 @@
+"""`labapp bench`: how close the daemon comes to a plain boto3 loop, latency, and start-up time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from labapp.config import LAB_PROFILE
+from labapp.daemon import Daemon
+from labapp.httpserver import HttpServer
+from labapp.queues import SqsClient, ensure_queues, send_messages, sqs_client
+
+WAVE = 100  # moto's receive slows with depth, so both contenders drain identical waves of this size
+
+
+def noop_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Answer 200 at once: the worker for measuring the daemon alone."""
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def _waves(sqs: SqsClient, url: str, total: int, drain: Callable[[int], None]) -> float:
+    """Send `total` messages in waves, drain each wave with `drain`, return messages per second."""
+    busy = 0.0
+    for start in range(0, total, WAVE):
+        size = min(WAVE, total - start)
+        send_messages(sqs, url, (f'{{"n": {start + i}}}' for i in range(size)))
+        began = time.perf_counter()
+        drain(size)
+        busy += time.perf_counter() - began
+    return total / busy
+
+
+def raw_ceiling(sqs: SqsClient, url: str, total: int) -> float:
+    """Drain with the simplest possible consumer: receive(10) then delete_message_batch."""
+
+    def drain(size: int) -> None:
+        done = 0
+        while done < size:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            )
+            if messages:
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+                ]
+                sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+                done += len(messages)
+
+    return _waves(sqs, url, total, drain)
+
+
+def daemon_end_to_end(sqs: SqsClient, url: str, http_url: str, total: int) -> float:
+    """Drain with the daemon (HttpConnections 10) POSTing to a no-op app."""
+    daemon = Daemon(
+        sqs, LAB_PROFILE.replace(HttpConnections=10), queue_url=url, http_url=http_url, wait_time_seconds=2
+    )
+    deleted = threading.Semaphore(0)
+    daemon.subscribe(lambda event: deleted.release() if event.kind == "deleted" else None)
+    stop = threading.Event()
+    thread = threading.Thread(target=daemon.run, args=(stop,))
+    thread.start()
+
+    def drain(size: int) -> None:
+        for _ in range(size):
+            if not deleted.acquire(timeout=60):
+                raise RuntimeError("the daemon stopped deleting messages")
+
+    try:
+        return _waves(sqs, url, total, drain)
+    finally:
+        stop.set()
+        thread.join()
+        daemon.close()
+
+
+def idle_latency(sqs: SqsClient, url: str, http_url: str, samples: int = 50) -> list[float]:
+    """Send one message at a time to an idle daemon; return send-to-POST seconds for each."""
+    daemon = Daemon(sqs, LAB_PROFILE, queue_url=url, http_url=http_url, wait_time_seconds=2)
+    posted: dict[str, float] = {}
+    daemon.subscribe(
+        lambda e: posted.setdefault(e.message_id or "", time.perf_counter()) if e.kind == "posted" else None
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=daemon.run, args=(stop,))
+    thread.start()
+    latencies = []
+    try:
+        time.sleep(0.3)  # let the daemon reach its long poll, as an idle daemon would be
+        for i in range(samples):
+            sent = time.perf_counter()
+            message_id = sqs.send_message(QueueUrl=url, MessageBody=f'{{"probe": {i}}}')["MessageId"]
+            deadline = sent + 10
+            while message_id not in posted and time.perf_counter() < deadline:
+                time.sleep(0.001)
+            latencies.append(posted.get(message_id, deadline) - sent)
+            daemon.wait_idle(5)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+        daemon.close()
+    return latencies
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def startup() -> tuple[float, float]:
+    """Time `labapp up` to ready in a private LAB_HOME and return (seconds, stack RSS in MB)."""
+    free_endpoint, free_worker = _free_port(), _free_port()
+    env = dict(
+        os.environ,
+        LAB_HOME=tempfile.mkdtemp(prefix="labapp-bench-"),
+        LAB_ENDPOINT_URL=f"http://127.0.0.1:{free_endpoint}",
+    )
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "labapp", "up", "--worker-port", str(free_worker)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    took = time.perf_counter() - began
+    with open(os.path.join(env["LAB_HOME"], "stack.json")) as file:
+        state = json.load(file)
+    rss_kb = 0
+    with open(f"/proc/{state['pid']}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss_kb = int(line.split()[1])
+    subprocess.run([sys.executable, "-m", "labapp", "down"], env=env, check=True, stdout=subprocess.DEVNULL)
+    return took, rss_kb / 1024
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    from labapp.emulator import port_is_free
+
+    deadline = time.monotonic() + 15
+    while port_is_free(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"a benchmark helper process did not start on port {port}")
+        time.sleep(0.05)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run every measurement and print a short report."""
+    total = args.messages
+    # SQS and the worker app are other processes in real life; sharing the daemon's interpreter
+    # (and its GIL) would measure Python's lock, not the daemon.
+    sqs_port, http_port = _free_port(), _free_port()
+    helpers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "labapp", "emulator", "--port", str(sqs_port)], stdout=subprocess.DEVNULL
+        ),
+        subprocess.Popen([sys.executable, "-m", "labapp.bench", str(http_port)]),
+    ]
+    try:
+        for port, process in zip((sqs_port, http_port), helpers, strict=True):
+            _wait_for_port(port, process)
+        print(f"Benchmark on {os.cpu_count()} cores, {total} messages per contender, waves of {WAVE}.")
+        sqs = sqs_client(f"http://127.0.0.1:{sqs_port}")
+        queues = ensure_queues(sqs, "bench", LAB_PROFILE.MaxRetries, LAB_PROFILE.VisibilityTimeout)
+        http_url = f"http://127.0.0.1:{http_port}"
+        raw = raw_ceiling(sqs, queues.url, total)
+        print(f"(a) raw boto3 receive(10) + delete_batch: {raw:8.1f} msg/s")
+        daemon = daemon_end_to_end(sqs, queues.url, http_url, total)
+        print(f"(b) daemon end to end, HttpConnections 10: {daemon:8.1f} msg/s")
+        print(f"    ratio (b)/(a): {daemon / raw:.2f} (goal >= 0.9)")
+        latencies = sorted(idle_latency(sqs, queues.url, http_url))
+        p50 = statistics.median(latencies) * 1000
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+        print(f"send -> POST latency at idle: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(latencies)} samples)")
+    finally:
+        for process in helpers:
+            process.terminate()
+            process.wait(timeout=10)
+    took, rss = startup()
+    print(f"`labapp up` to ready: {took:.2f} s (goal < 3 s), stack RSS {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    # `python -m labapp.bench PORT` serves the no-op app for the benchmark.
+    with HttpServer(noop_app, port=int(sys.argv[1])):
+        threading.Event().wait()
