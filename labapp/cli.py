@@ -206,7 +206,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from labapp.daemon import Daemon
-    from labapp.queues import sqs_client
+    from labapp.queues import ensure_queues, sqs_client
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = load_ebextensions(args.config) if args.config else AWS_DEFAULTS
@@ -215,7 +215,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     sqs = sqs_client(endpoint, read_timeout=args.wait_time_seconds + 10)
     queue_url = args.queue_url or options.WorkerQueueURL
     if args.queue_name:
-        queue_url = sqs.get_queue_url(QueueName=args.queue_name)["QueueUrl"]
+        # Like EB's auto-created worker queue: made on first use, with a DLQ after MaxRetries.
+        queue_url = ensure_queues(sqs, args.queue_name, options.MaxRetries, options.VisibilityTimeout).url
     if args.encoding == "article-form":
         log.warning("sqsd: %s", ARTICLE_FORM_WARNING)
     daemon = Daemon(
@@ -232,12 +233,26 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     # Only the command line installs signal handlers: in a notebook they would fail on a thread.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    scheduler = _cron_thread(args.cron, sqs, daemon.queue_url, stop) if args.cron else None
     try:
         daemon.run(stop)
     finally:
         daemon.close()
+        if scheduler is not None:
+            scheduler.join()
     log.info("sqsd: stopped cleanly %s", daemon.counts)
     return 0
+
+
+def _cron_thread(path: str, sqs: Any, queue_url: str, stop: threading.Event) -> threading.Thread:
+    """Start the cron.yaml scheduler next to the daemon; one leader per lease file, as EB elects one."""
+    from labapp.periodic import Lease, Scheduler, load_cron
+    from labapp.stack import lab_home
+
+    scheduler = Scheduler(sqs, queue_url, load_cron(path), lease=Lease(lab_home() / "cron-leader.sqlite"))
+    thread = threading.Thread(target=scheduler.run, args=(stop,), name="cron")
+    thread.start()
+    return thread
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -330,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--accept-any-2xx", action="store_true", help="delete on any 2xx (AWS: only 200)")
     p.add_argument("--wait-time-seconds", type=int, default=20, help="long-poll wait per receive (AWS: 20)")
+    p.add_argument("--cron", metavar="FILE", help="a cron.yaml: enqueue its periodic tasks (leader-elected)")
     p = add("emulator", cmd_emulator, "Run only the SQS endpoint (moto) in the foreground.")
     p.add_argument("--port", type=int, default=4566)
     p = add("worker", cmd_worker, "Run only the Flask worker app (waitress) in the foreground.")

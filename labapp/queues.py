@@ -20,6 +20,9 @@ from labapp.errors import EndpointError, LabError
 log = logging.getLogger("labapp.queues")
 
 ALLOW_AWS_ENV = "LAB_ALLOW_AWS"
+# Host names of emulators on a private network (e.g. `localstack` in docker compose) that get the
+# same dummy credentials as loopback; naming them is the user's opt-in.
+LOCAL_HOSTS_ENV = "LAB_LOCAL_HOSTS"
 REGION = "us-east-1"
 # Dummy keys: a local endpoint accepts anything, and passing them explicitly means a learner's
 # real profile or AWS_* variables are never picked up by accident.
@@ -28,10 +31,11 @@ LOCAL_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test
 SqsClient = Any  # boto3's generated client has no importable static type without extra stubs
 
 
-def is_loopback(url: str) -> bool:
-    """Return True when url points at this machine."""
+def is_local(url: str) -> bool:
+    """Return True when url points at this machine or at an emulator host named in LAB_LOCAL_HOSTS."""
     host = urlparse(url).hostname or ""
-    if host == "localhost":
+    named = {name.strip() for name in os.environ.get(LOCAL_HOSTS_ENV, "").split(",") if name.strip()}
+    if host == "localhost" or host in named:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -51,7 +55,7 @@ def sqs_client(
         retries={"max_attempts": 1, "mode": "standard"},
         max_pool_connections=20,
     )
-    if endpoint_url is not None and is_loopback(endpoint_url):
+    if endpoint_url is not None and is_local(endpoint_url):
         return boto3.session.Session(**LOCAL_CREDENTIALS).client(
             "sqs", endpoint_url=endpoint_url, region_name=REGION, config=config
         )
