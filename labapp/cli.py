@@ -54,7 +54,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"The lab is already running: {running['backend']} SQS at {running['endpoint_url']}.")
         return 0
     started = time.perf_counter()
-    state = spawn(["--worker-port", str(args.worker_port)])
+    if args.backend == "localstack":
+        from labapp.localstack import install
+
+        install()
+    state = spawn(["--worker-port", str(args.worker_port), "--backend", args.backend], timeout=90)
     took = time.perf_counter() - started
     print(
         f"Lab ready in {took:.1f}s: {state['backend']} SQS at {state['endpoint_url']}, queue {state['queue']}"
@@ -67,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from labapp.stack import Stack, serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return serve_forever(Stack(LAB_PROFILE, worker_port=args.worker_port))
+    return serve_forever(Stack(LAB_PROFILE, worker_port=args.worker_port, backend=args.backend))
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -305,10 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("up", cmd_up, "Start the lab in the background: SQS endpoint, queues, worker and daemon.")
-    p.add_argument("--worker-port", type=int, default=8000)
-    p = add("serve", cmd_serve, "Run the lab stack in the foreground (what `up` runs in the background).")
-    p.add_argument("--worker-port", type=int, default=8000)
+    for name, func, text in (
+        ("up", cmd_up, "Start the lab in the background: SQS endpoint, queues, worker and daemon."),
+        ("serve", cmd_serve, "Run the lab stack in the foreground (what `up` runs in the background)."),
+    ):
+        p = add(name, func, text)
+        p.add_argument("--worker-port", type=int, default=8000)
+        p.add_argument(
+            "--backend",
+            choices=["moto", "localstack"],
+            default=os.environ.get("LAB_BACKEND", "moto"),
+            help="which emulator to start when nothing answers on the endpoint (default moto)",
+        )
     add("down", cmd_down, "Stop the lab started by `up`.")
     add("status", cmd_status, "Show the endpoint, queue depths, DLQ depth, worker and daemon.")
     p = add("send", cmd_send, "Send a message (or many) to the worker queue.")

@@ -20,6 +20,7 @@ from labapp.daemon import Daemon
 from labapp.emulator import DEFAULT_PORT, HOST, Emulator, identify, port_is_free
 from labapp.errors import EndpointError, LabError, NotRunningError
 from labapp.httpserver import HttpServer
+from labapp.localstack import LocalStack
 from labapp.queues import QueuePair, ensure_queues, sqs_client
 from labapp.worker import create_app
 
@@ -47,7 +48,7 @@ class Endpoint:
 
     url: str
     backend: str  # "moto", "localstack" or "aws"
-    emulator: Emulator | None = None
+    emulator: Emulator | LocalStack | None = None
 
     def stop(self) -> None:
         """Stop the emulator if this process owns it."""
@@ -56,12 +57,12 @@ class Endpoint:
             self.emulator = None
 
 
-def find_or_start_endpoint(url: str | None = None, start: bool = True) -> Endpoint:
-    """Use whatever answers at url (LocalStack or a lab's moto); otherwise start moto there."""
+def find_or_start_endpoint(url: str | None = None, start: bool = True, backend: str = "moto") -> Endpoint:
+    """Use whatever answers at url (LocalStack or a lab's moto); otherwise start `backend` there."""
     url = url or default_endpoint_url()
-    backend = identify(url)
-    if backend is not None:
-        return Endpoint(url, backend)
+    found = identify(url)
+    if found is not None:
+        return Endpoint(url, found)
     if not start:
         raise NotRunningError(f"Nothing answers at {url}; start the lab with `labapp up`.")
     from urllib.parse import urlparse
@@ -74,6 +75,9 @@ def find_or_start_endpoint(url: str | None = None, start: bool = True) -> Endpoi
         raise EndpointError(
             f"Port {port} is taken by something that is not an SQS endpoint; run `labapp doctor` to see what."
         )
+    if backend == "localstack":
+        localstack = LocalStack(port=port).start()
+        return Endpoint(localstack.url, "localstack", localstack)
     emulator = Emulator(port=port).start()
     return Endpoint(emulator.url, "moto", emulator)
 
@@ -119,6 +123,7 @@ class Stack:
         worker_port: int = WORKER_PORT,
         ledger_path: Path | None = None,
         wait_time_seconds: int = 2,
+        backend: str = "moto",
     ) -> None:
         self.options = options
         self.endpoint_url = endpoint_url
@@ -126,6 +131,7 @@ class Stack:
         self.worker_port = worker_port
         self.ledger_path = ledger_path or lab_home() / f"{queue_name}-ledger.sqlite"
         self.wait_time_seconds = wait_time_seconds
+        self.backend = backend
         self.endpoint: Endpoint | None = None
         self.queues: QueuePair | None = None
         self.worker: HttpServer | None = None
@@ -136,7 +142,7 @@ class Stack:
     def start(self) -> Stack:
         """Start every part, stopping whatever already started if a later part fails."""
         try:
-            self.endpoint = find_or_start_endpoint(self.endpoint_url)
+            self.endpoint = find_or_start_endpoint(self.endpoint_url, backend=self.backend)
             sqs = sqs_client(self.endpoint.url)
             self.queues = ensure_queues(
                 sqs, self.queue_name, self.options.MaxRetries, self.options.VisibilityTimeout
