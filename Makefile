@@ -1,6 +1,7 @@
 # Two commands matter: `make lab` (start learning) and `make test` (check everything).
 PYTHON ?= python3
 VENV ?= .venv
+BACKEND ?= moto
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
@@ -22,7 +23,7 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	@touch $@
 
 lab: $(RUNTIME)
-	$(BIN)/labapp up
+	$(BIN)/labapp up --backend $(BACKEND)
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks; status=$$?; $(BIN)/labapp down; exit $$status
 
 lint: $(DEV)
