@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 
 from labapp.config import AWS_DEFAULTS, NAMESPACE, SqsdOptions
+from labapp.cron import parse_cron_yaml
 from labapp.errors import ConfigError, LabError
-from labapp.periodic import parse_cron_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = ROOT / "deploy"

@@ -250,7 +250,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def _cron_thread(path: str, sqs: Any, queue_url: str, stop: threading.Event) -> threading.Thread:
     """Start the cron.yaml scheduler next to the daemon; one leader per lease file, as EB elects one."""
-    from labapp.periodic import Lease, Scheduler, load_cron
+    from labapp.cron import load_cron
+    from labapp.periodic import Lease, Scheduler
     from labapp.stack import lab_home
 
     scheduler = Scheduler(sqs, queue_url, load_cron(path), lease=Lease(lab_home() / "cron-leader.sqlite"))

@@ -12,8 +12,8 @@ import yaml
 
 from labapp import bundle
 from labapp.config import AWS_DEFAULTS, NAMESPACE, OPTION_NAMES, WRONG_NAMES, load_ebextensions
+from labapp.cron import load_cron
 from labapp.errors import ConfigError
-from labapp.periodic import load_cron
 
 DEPLOY = bundle.DEPLOY_DIR
 FIX = "run `python -m labapp.bundle` to regenerate deploy/"

@@ -11,17 +11,10 @@ from typing import Any
 
 import pytest
 
+from labapp.cron import CronSchedule, load_cron, next_times, parse_cron_yaml
 from labapp.errors import ConfigError
 from labapp.httpserver import HttpServer
-from labapp.periodic import (
-    TASK_BODY,
-    CronSchedule,
-    Lease,
-    Scheduler,
-    load_cron,
-    next_times,
-    parse_cron_yaml,
-)
+from labapp.periodic import TASK_BODY, Lease, Scheduler
 from labapp.queues import QueuePair, SqsClient
 
 UTC = dt.timezone.utc
