@@ -89,7 +89,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     state = read_state()
     if state is None:
-        print("The lab is not running; start it with `labapp up`.")
+        print("The lab is not running; start it with `labapp up`.", file=sys.stderr)
         return 1
     sqs, queues = _context(args)
     d = depth(sqs, queues)
@@ -127,11 +127,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise ConfigError("send needs a message body or --file FILE.")
     if args.count < 1:
         raise ConfigError(f"--count must be 1 or more; got {args.count}.")
+    attributes = _attributes(args.attr)
     sqs, queues = _context(args)
     with tqdm(total=args.count, unit="msg", disable=args.count < 100 or args.quiet) as bar:
-        ids = send_messages(
-            sqs, queues.url, [body] * args.count, _attributes(args.attr), args.delay, progress=bar.update
-        )
+        ids = send_messages(sqs, queues.url, [body] * args.count, attributes, args.delay, progress=bar.update)
     if args.count == 1:
         print(ids[0])
     else:
@@ -288,9 +287,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with HttpServer(app, port=args.port, host=args.host, threads=args.threads) as server:
+    # A worker process really dies when told to crash; in a notebook the server only closes.
+    with HttpServer(app, port=args.port, host=args.host, threads=args.threads, crash="exit") as server:
         print(f"worker at {server.url}", flush=True)
         stop.wait()
+    return 0
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from labapp import progress
+
+    if args.reset:
+        progress.reset()
+        print("Progress cleared.")
+        return 0
+    print(progress.format_table())
     return 0
 
 
@@ -366,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=16)
     p.add_argument("--ledger", help="SQLite file for the idempotency ledger")
+    p = add("progress", cmd_progress, "Show your exercise results per notebook.")
+    p.add_argument("--reset", action="store_true", help="forget every recorded result")
     p = add("bench", cmd_bench, "Measure throughput, latency and start-up time on this machine.")
     p.add_argument("--messages", type=int, default=2000)
     return parser

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ import yaml
 from labapp.errors import ConfigError
 
 NAMESPACE = "aws:elasticbeanstalk:sqsd"
+WRONG_NAMESPACES = (f"{NAMESPACE}:sqsd",)
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+# Both end up in the request: a line break in either would forge a header or a second request.
+_UNSAFE_IN_PATH = re.compile(r"[\x00-\x20\x7f]")
+_UNSAFE_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # (low, high) in seconds or counts, as in the EB option reference.
 RANGES: dict[str, tuple[int, int]] = {
@@ -58,10 +64,22 @@ class SqsdOptions:
                 raise ConfigError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
             if not low <= value <= high:
                 raise ConfigError(f"{name} must be from {low} to {high}; got {value}.")
-        if not isinstance(self.HttpPath, str) or not self.HttpPath.startswith("/"):
-            raise ConfigError(f"HttpPath must be a path starting with '/'; got {self.HttpPath!r}.")
-        if not isinstance(self.MimeType, str) or not self.MimeType.strip():
-            raise ConfigError(f"MimeType must be a non-empty string; got {self.MimeType!r}.")
+        if (
+            not isinstance(self.HttpPath, str)
+            or not self.HttpPath.startswith("/")
+            or _UNSAFE_IN_PATH.search(self.HttpPath)
+        ):
+            raise ConfigError(
+                f"HttpPath must be a path starting with '/', without spaces; got {self.HttpPath!r}."
+            )
+        if (
+            not isinstance(self.MimeType, str)
+            or not self.MimeType.strip()
+            or _UNSAFE_IN_HEADER.search(self.MimeType)
+        ):
+            raise ConfigError(
+                f"MimeType must be a non-empty string without control characters; got {self.MimeType!r}."
+            )
         if self.WorkerQueueURL is not None and not isinstance(self.WorkerQueueURL, str):
             raise ConfigError(f"WorkerQueueURL must be a URL string; got {self.WorkerQueueURL!r}.")
 
@@ -97,7 +115,8 @@ LAB_PROFILE = SqsdOptions(
 def _coerce(name: str, value: Any) -> Any:
     if name in RANGES and isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit():
+        # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+        if not _WHOLE_NUMBER.fullmatch(text):
             low, high = RANGES[name]
             raise ConfigError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
         return int(text)
@@ -127,14 +146,38 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
     return result
 
 
+class _EbLoader(yaml.SafeLoader):
+    """A safe loader that reads CloudFormation tags (!Ref, !GetAtt, ...) in .config files as plain values."""
+
+
+def _plain_value(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_mapping(node)  # type: ignore[arg-type]
+
+
+_EbLoader.add_multi_constructor("!", _plain_value)
+
+
 def _read_document(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
     try:
-        if path.suffix == ".json":
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
+    try:
+        # A .config file may be JSON; JSON indented with tabs is not YAML, so try JSON first.
+        if path.suffix == ".json" or text.lstrip().startswith("{"):
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_EbLoader)  # a SafeLoader subclass: no arbitrary objects
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path} is not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
+
+
+def _check_namespace(namespace: Any, path: Path) -> None:
+    if namespace in WRONG_NAMESPACES:
+        raise ConfigError(f"{path}: the namespace is {NAMESPACE}, not {namespace}.")
 
 
 def _sqsd_settings(document: Any, path: Path) -> dict[str, Any]:
@@ -143,19 +186,21 @@ def _sqsd_settings(document: Any, path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(document, dict):
         raise ConfigError(f"{path} must be a mapping with option_settings at the top.")
-    settings = document.get("option_settings", {})
+    settings = document.get("option_settings") or {}
     found: dict[str, Any] = {}
     if isinstance(settings, dict):
         for namespace, options in settings.items():
-            if namespace == f"{NAMESPACE}:sqsd":
-                raise ConfigError(f"{path}: the namespace is {NAMESPACE}, not {namespace}.")
+            _check_namespace(namespace, path)
             if namespace == NAMESPACE:
                 if not isinstance(options, dict):
                     raise ConfigError(f"{path}: {NAMESPACE} must map option names to values.")
                 found.update(options)
     elif isinstance(settings, list):
         for entry in settings:
-            if isinstance(entry, dict) and entry.get("namespace") == NAMESPACE:
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}: each option_settings entry must be a mapping; got {entry!r}.")
+            _check_namespace(entry.get("namespace"), path)
+            if entry.get("namespace") == NAMESPACE:
                 if "option_name" not in entry:
                     raise ConfigError(f"{path}: an {NAMESPACE} entry has no option_name.")
                 found[entry["option_name"]] = entry.get("value")

@@ -27,7 +27,9 @@ from labapp.queues import SqsClient
 log = logging.getLogger("labapp.daemon")
 
 MAX_BATCH = 10  # SQS returns at most ten messages per receive
+MAX_WAIT_TIME_S = 20  # SQS's long-poll limit, and what sqsd uses
 MAX_BACKOFF_S = 20.0
+COUNTERS = ("received", "deleted", "failed", "dropped", "released", "sqs_errors")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +48,7 @@ class DaemonEvent:
     post: Post | None = None
 
 
-Listener = Callable[[DaemonEvent], None]
+Listener = Callable[[DaemonEvent], object]  # any return value is ignored
 
 
 def http_session(connections: int) -> requests.Session:
@@ -81,6 +83,11 @@ class Daemon:
             raise ConfigError("WorkerQueueURL is not set; pass --queue-url or set it in the config file.")
         if encoding not in ("sqsd", "article-form"):
             raise ConfigError(f"encoding must be 'sqsd' or 'article-form'; got {encoding!r}.")
+        if isinstance(wait_time_seconds, bool) or not 0 <= wait_time_seconds <= MAX_WAIT_TIME_S:
+            raise ConfigError(
+                f"wait_time_seconds must be from 0 to {MAX_WAIT_TIME_S} (SQS's long-poll limit); "
+                f"got {wait_time_seconds!r}."
+            )
         self.sqs = sqs
         self.options = options
         self.queue_url = queue_url
@@ -94,7 +101,9 @@ class Daemon:
         self.wait_time_seconds = wait_time_seconds
         self.secret = secret
         self.state = "idle"
-        self.counts = {"received": 0, "deleted": 0, "failed": 0, "dropped": 0, "released": 0, "sqs_errors": 0}
+        # Pool threads and the polling thread all update these; `_lock` keeps every += whole.
+        self.counts = dict.fromkeys(COUNTERS, 0)
+        self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._busy = 0
         self._busy_changed = threading.Condition()
@@ -114,6 +123,10 @@ class Daemon:
                 listener(event)
             except Exception:  # a broken widget must not stop message processing
                 log.exception("sqsd: listener %r failed on %s", listener, kind)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.counts[name] += 1
 
     # -- capacity -----------------------------------------------------------------------------
     @property
@@ -154,7 +167,7 @@ class Daemon:
         )
         messages: list[dict[str, Any]] = reply.get("Messages", [])
         for message in messages:
-            self.counts["received"] += 1
+            self._count("received")
             self._emit("received", message_id=message["MessageId"], receive_count=_receive_count(message))
         return messages
 
@@ -165,7 +178,7 @@ class Daemon:
         except (BotoCoreError, ClientError) as exc:
             self._sqs_error("receive", exc)
             return 0
-        self._errors_in_a_row = 0
+        self._receive_succeeded()
         for message in messages:
             self._start(message)
         return len(messages)
@@ -194,7 +207,7 @@ class Daemon:
 
     def _drop(self, message: dict[str, Any]) -> None:
         if self._delete(message):
-            self.counts["dropped"] += 1
+            self._count("dropped")
             self._emit(
                 "dropped_by_retention", message_id=message["MessageId"], receive_count=_receive_count(message)
             )
@@ -208,7 +221,7 @@ class Daemon:
             response = self.session.post(
                 self.http_url + post.path,
                 data=post.body,
-                headers=post.headers,
+                headers=_wire_headers(post.headers),
                 timeout=(self.options.ConnectTimeout, self.options.InactivityTimeout),
                 allow_redirects=False,
             )
@@ -217,16 +230,19 @@ class Daemon:
             response.close()
         except requests.Timeout as exc:
             status, detail = None, f"timeout: {type(exc).__name__}"
-        except requests.RequestException as exc:
+        except requests.ConnectionError as exc:
             status, detail = None, f"connection error: {type(exc).__name__}"
+        except (requests.RequestException, ValueError) as exc:
+            # e.g. an attribute value with a line break cannot be a header: fail and retry like AWS.
+            status, detail = None, f"request error: {type(exc).__name__}: {str(exc)[:150]}"
         elapsed = time.monotonic() - started
         self._emit("response", message_id=message_id, status=status, elapsed=elapsed, detail=detail)
         if status == 200 or (self.accept_any_2xx and status is not None and 200 <= status < 300):
             if self._delete(message):
-                self.counts["deleted"] += 1
+                self._count("deleted")
                 self._emit("deleted", message_id=message_id, elapsed=elapsed)
         else:
-            self.counts["failed"] += 1
+            self._count("failed")
             self._retry_later(message, status, detail)
 
     def _delete(self, message: dict[str, Any]) -> bool:
@@ -263,23 +279,32 @@ class Daemon:
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
-                self.counts["released"] += 1
+                self._count("released")
                 self._emit("released", message_id=message["MessageId"])
             except (BotoCoreError, ClientError) as exc:
                 self._sqs_error("release", exc, message["MessageId"])
 
     def _sqs_error(self, action: str, exc: Exception, message_id: str | None = None) -> None:
-        self.counts["sqs_errors"] += 1
-        self._errors_in_a_row += 1
+        with self._lock:
+            self.counts["sqs_errors"] += 1
+            # Only failed receives slow the polling down; a failed delete or visibility change
+            # just means a duplicate later, and must not push the next receive out.
+            if action == "receive":
+                self._errors_in_a_row += 1
         summary = str(exc).splitlines()[0][:200]
         log.warning("sqsd: %s failed: %s", action, summary)
         self._emit("sqs_error", message_id=message_id, detail=f"{action}: {summary}")
 
+    def _receive_succeeded(self) -> None:
+        with self._lock:
+            self._errors_in_a_row = 0
+
     def backoff_delay(self) -> float:
         """Seconds to wait after the current run of SQS errors (0.5 s doubling, capped)."""
-        if self._errors_in_a_row == 0:
+        errors = self._errors_in_a_row
+        if errors == 0:
             return 0.0
-        return float(min(MAX_BACKOFF_S, 0.5 * 2 ** (self._errors_in_a_row - 1)))
+        return float(min(MAX_BACKOFF_S, 0.5 * 2 ** min(errors - 1, 16)))
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -295,7 +320,7 @@ class Daemon:
                 self._sqs_error("receive", exc)
                 stop.wait(self.backoff_delay())
                 continue
-            self._errors_in_a_row = 0
+            self._receive_succeeded()
             if stop.is_set():
                 # Received while we were asked to stop: hand them back instead of starting them.
                 self.release(messages)
@@ -312,6 +337,12 @@ class Daemon:
         """Release the worker threads and HTTP connections."""
         self._pool.shutdown(wait=True)
         self.session.close()
+
+
+def _wire_headers(headers: dict[str, str]) -> dict[str, str | bytes]:
+    # http.client encodes header values as Latin-1 and fails beyond it; an attribute such as
+    # "café ☕" is legal in SQS, so every non-ASCII value goes out as its UTF-8 bytes.
+    return {name: value if value.isascii() else value.encode("utf-8") for name, value in headers.items()}
 
 
 def _receive_count(message: dict[str, Any]) -> int:

@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 from types import TracebackType
+from typing import Any
 
 import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -38,12 +39,41 @@ def identify(endpoint_url: str, timeout: float = 0.5) -> str | None:
         health = requests.get(f"{endpoint_url}/_localstack/health", timeout=timeout)
         if health.ok and "services" in health.text:
             return "localstack"
-        moto = requests.get(f"{endpoint_url}/moto-api/data.json", timeout=timeout)
-        if moto.ok:
+        # /moto-api/config is a few bytes; /moto-api/data.json dumps every queue and message and
+        # grows slow enough, after a busy session, to miss the timeout.
+        moto = requests.get(f"{endpoint_url}/moto-api/config", timeout=timeout)
+        if moto.ok and moto.headers.get("Content-Type", "").startswith("application/json"):
             return "moto"
     except requests.RequestException:
         return None
     return None
+
+
+def _serialise_moto_queues() -> None:
+    """Make moto's ReceiveMessage and DeleteMessage hold the queue's lock, as SendMessage does.
+
+    moto (5.x) deletes by rebuilding a queue's message list without the lock, so a message sent
+    meanwhile vanished; and two receives could both take the same visible message. Real SQS does
+    neither. (A long poll still lets others in: waiting on the lock's condition releases it.)
+    """
+    from moto.sqs.models import Queue, SQSBackend
+
+    if getattr(Queue.delete_message, "lab_serialised", False):
+        return
+    original_delete = Queue.delete_message
+    original_receive = SQSBackend.receive_message
+
+    def delete_message(self: Queue, receipt_handle: str) -> None:
+        with self._messages_lock:
+            original_delete(self, receipt_handle)
+
+    def receive_message(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        with self.get_queue(queue_name)._messages_lock:
+            return original_receive(self, queue_name, *args, **kwargs)
+
+    delete_message.lab_serialised = True  # type: ignore[attr-defined]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
 
 
 class Emulator:
@@ -68,6 +98,7 @@ class Emulator:
         # whole traceback; the kit handles that case itself (queues.redrive).
         logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
         app = DomainDispatcherApplication(create_backend_app)
+        _serialise_moto_queues()
         # werkzeug reports a taken port by printing and calling sys.exit, so look before binding.
         if self.port and not port_is_free(self.port, self.host):
             raise PortInUseError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from waitress.server import create_server
 
@@ -15,21 +15,42 @@ from labapp.inspector import RawHeaderChannel
 
 log = logging.getLogger("labapp.httpserver")
 
+CrashMode = Literal["close", "exit"]
+
 
 class HttpServer:
-    """A production WSGI server (waitress) for the worker app; a context manager."""
+    """A production WSGI server (waitress) for the worker app; a context manager.
 
-    def __init__(self, app: Any, port: int = 0, host: str = HOST, threads: int = 16) -> None:
+    The worker's injected crash kills its process, which is right for `labapp worker` (pass
+    crash="exit") but would kill a notebook kernel or pytest. With crash="close" (the default) a
+    crash drops every connection and stops listening instead, so later connections are refused,
+    which is what the daemon sees when a real worker process dies.
+    """
+
+    def __init__(
+        self, app: Any, port: int = 0, host: str = HOST, threads: int = 16, crash: CrashMode = "close"
+    ) -> None:
+        if crash not in ("close", "exit"):
+            raise ValueError(f"crash must be 'close' or 'exit'; got {crash!r}")
         self.app = app
         self.host = host
         self.port = port
         self.threads = threads
+        self.crash_mode = crash
+        self.crashed = threading.Event()
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._closer: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the server accepts connections."""
+        return self._server is not None
 
     def start(self) -> HttpServer:
         """Bind and serve on a daemon thread."""
@@ -38,29 +59,79 @@ class HttpServer:
                 f"Port {self.port} on {self.host} is taken; choose another port for the worker."
             )
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter
-        self._server = create_server(
+        extensions = getattr(self.app, "extensions", None)
+        if self.crash_mode == "close" and isinstance(extensions, dict) and "lab.crash" in extensions:
+            extensions["lab.crash"] = self.crash
+        self.crashed.clear()
+        server = create_server(
             self.app, host=self.host, port=self.port, threads=self.threads, ident="worker-tier-lab"
         )
-        self._server.channel_class = RawHeaderChannel
-        self.port = self._server.effective_port
-        self._thread = threading.Thread(target=self._server.run, name=f"http-{self.port}", daemon=True)
+        server.channel_class = RawHeaderChannel
+        self.port = int(server.effective_port)  # waitress reports it as text
+        self._thread = threading.Thread(target=server.run, name=f"http-{self.port}", daemon=True)
+        self._server = server
         self._thread.start()
         return self
 
+    def crash(self) -> None:
+        """Die like a crashed process: drop every connection and stop listening, without a reply."""
+        log.error("worker %s: crashed (failure injection); connections now refused", self.url)
+        # Held throughout, so that a stop() arriving meanwhile finds the closing thread started.
+        with self._lock:
+            server, self._server = self._server, None
+            self.crashed.set()
+            if server is None:
+                return
+            # Called from a request thread: once the sockets are closed the crashing request can
+            # no longer be answered.
+            self._close_in_loop(server)
+            # The threads are joined elsewhere, because this thread is one of them.
+            self._closer = threading.Thread(
+                target=self._finish, args=(server, self._thread), name=f"http-{self.port}-crash", daemon=True
+            )
+            self._closer.start()
+
     def stop(self) -> None:
         """Close every connection, stop the loop and join the threads."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        logging.getLogger("waitress").setLevel(logging.CRITICAL)
-        # Closing each channel empties waitress's socket map, which ends its loop.
-        while server._map:
-            for channel in list(server._map.values()):
-                channel.handle_close()
-        server.task_dispatcher.shutdown(timeout=5)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        with self._lock:
+            server, self._server = self._server, None
+            closer, self._closer = self._closer, None
+        if server is not None:
+            # A hanging request would hold a thread for an hour; stopping releases it.
+            failures = getattr(self.app, "extensions", {}).get("lab.failures")
+            if failures is not None:
+                failures.unhung.set()
+            self._close_in_loop(server)
+            self._finish(server, self._thread)
+        if closer is not None and closer is not threading.current_thread():
+            closer.join(timeout=10)
         self._thread = None
+
+    def _close_in_loop(self, server: Any) -> None:
+        # Sockets are closed inside waitress's loop thread: closing them under its running select()
+        # kills the loop with EBADF, and closing from the loop also ends it without waiting out a poll.
+        closed = threading.Event()
+
+        def close_all() -> None:
+            _close_sockets(server)
+            closed.set()
+
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            try:
+                server.trigger.pull_trigger(close_all)
+            except OSError as exc:
+                log.debug("worker %s: trigger already closed (%s)", self.url, exc)
+            else:
+                closed.wait(timeout=3)
+        if not closed.is_set():
+            _close_sockets(server)
+
+    @staticmethod
+    def _finish(server: Any, thread: threading.Thread | None) -> None:
+        server.task_dispatcher.shutdown(timeout=5)
+        if thread is not None:
+            thread.join(timeout=5)
 
     def __enter__(self) -> HttpServer:
         return self.start()
@@ -69,3 +140,12 @@ class HttpServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _close_sockets(server: Any) -> None:
+    # Closing each channel (and the listening socket) empties waitress's socket map, which ends
+    # its loop; the "closed while serving" noise that follows is expected.
+    logging.getLogger("waitress").setLevel(logging.CRITICAL)
+    while server._map:
+        for channel in list(server._map.values()):
+            channel.handle_close()

@@ -63,7 +63,9 @@ def _parse_raw_header(raw: bytes) -> tuple[str, list[tuple[str, str]]]:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name:
-            headers.append((name, value.strip()))
+            # Only HTTP's own blanks: str.strip() would also cut bytes 0x85 and 0xA0, which end
+            # UTF-8 characters such as a no-break space once the block is read as Latin-1.
+            headers.append((name, value.strip(" \t")))
     return lines[0], headers
 
 

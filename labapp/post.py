@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -52,6 +53,16 @@ def _attribute_value(attribute: Mapping[str, Any]) -> str | None:
     return None
 
 
+# Control characters other than tab cannot appear in an HTTP field value.
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_value(value: str) -> str:
+    """Fold a value HTTP cannot carry verbatim, as RFC 9110 §5.5 allows: controls become spaces,
+    and leading or trailing spaces and tabs go (a receiver would drop them anyway)."""
+    return _CONTROLS.sub(" ", value).strip(" \t")
+
+
 def sign(secret: str, message_id: str, body: bytes) -> str:
     """Return the optional shared-secret signature over the message id and body."""
     digest = hmac.new(secret.encode(), message_id.encode() + b"\n" + body, hashlib.sha256).hexdigest()
@@ -89,15 +100,15 @@ def build_post(
     for name, attribute in sorted(message_attributes.items()):
         value = _attribute_value(attribute)
         if value is not None and name not in TASK_ATTRIBUTES:
-            headers[f"X-Aws-Sqsd-Attr-{name}"] = value
+            headers[f"X-Aws-Sqsd-Attr-{name}"] = header_value(value)
 
     path = options.HttpPath
     body = str(message.get("Body", "")).encode("utf-8")
     if is_task:
         # A periodic task goes to its own URL with an empty body.
         path = task.get("beanstalk.sqsd.path") or options.HttpPath
-        headers["X-Aws-Sqsd-Taskname"] = task.get("beanstalk.sqsd.task_name") or ""
-        headers["X-Aws-Sqsd-Scheduled-At"] = task.get("beanstalk.sqsd.scheduled_time") or ""
+        headers["X-Aws-Sqsd-Taskname"] = header_value(task.get("beanstalk.sqsd.task_name") or "")
+        headers["X-Aws-Sqsd-Scheduled-At"] = header_value(task.get("beanstalk.sqsd.scheduled_time") or "")
         body = b""
     elif encoding == "article-form":
         headers["Content-Type"] = "application/x-www-form-urlencoded"

@@ -7,11 +7,13 @@ import ipaddress
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -56,7 +58,10 @@ def sqs_client(
         max_pool_connections=20,
     )
     if endpoint_url is not None and is_local(endpoint_url):
-        return boto3.session.Session(**LOCAL_CREDENTIALS).client(
+        # A session that ignores AWS_PROFILE: a profile named on a work laptop but missing here
+        # would otherwise fail with ProfileNotFound, and a local endpoint needs none.
+        without_profile = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+        return boto3.session.Session(**LOCAL_CREDENTIALS, botocore_session=without_profile).client(
             "sqs", endpoint_url=endpoint_url, region_name=REGION, config=config
         )
     if not allow_aws:
@@ -174,6 +179,71 @@ def string_attributes(attributes: Mapping[str, str | int | float | bytes]) -> di
     return result
 
 
+# What real SQS refuses and moto lets through; the kit refuses it too, so a lab behaves like AWS.
+MAX_MESSAGE_BYTES = 262_144  # body plus attributes, and also a whole SendMessageBatch
+MAX_ATTRIBUTES = 10
+MAX_ATTRIBUTE_NAME = 256
+_NOT_IN_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _check_text(text: str, what: str) -> None:
+    bad = _NOT_IN_SQS_TEXT.search(text)
+    if bad:
+        raise LabError(
+            f"{what} has U+{ord(bad.group()):04X} at character {bad.start()}, which SQS does not allow."
+        )
+
+
+def _attribute_bytes(attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    size = 0
+    for name, attribute in attributes.items():
+        value = attribute.get("BinaryValue", b"") or str(attribute.get("StringValue", "")).encode()
+        size += len(name.encode()) + len(str(attribute["DataType"]).encode()) + len(value)
+    return size
+
+
+def check_attributes(attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """Refuse message attributes SQS would refuse, naming the rule; return their size in bytes."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise LabError(f"A message has {len(attributes)} attributes; SQS allows at most {MAX_ATTRIBUTES}.")
+    for name, attribute in attributes.items():
+        if len(name) > MAX_ATTRIBUTE_NAME:
+            raise LabError(f"Attribute name {name[:20]!r}... is longer than {MAX_ATTRIBUTE_NAME} characters.")
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            raise LabError(f"Attribute name {name!r} is invalid: use letters, digits, '_', '-' and '.'.")
+        if name.lower().startswith(("aws.", "amazon.")):
+            raise LabError(
+                f"Attribute name {name!r} is reserved: names starting AWS. or Amazon. belong to AWS."
+            )
+        if name.startswith(".") or name.endswith("."):
+            raise LabError(f"Attribute name {name!r} may not start or end with '.'.")
+        if ".." in name:
+            raise LabError(f"Attribute name {name!r} may not contain '..'.")
+        if str(attribute.get("DataType", "")).startswith("Binary"):
+            if not attribute.get("BinaryValue"):
+                raise LabError(f"Attribute {name!r} is empty; SQS needs a value.")
+        else:
+            value = str(attribute.get("StringValue", ""))
+            if value == "":
+                raise LabError(f"Attribute {name!r} is empty; SQS needs a value.")
+            _check_text(value, f"Attribute {name!r}")
+    return _attribute_bytes(attributes)
+
+
+def check_body(body: str, attribute_bytes: int = 0) -> int:
+    """Refuse a message body SQS would refuse, naming the rule; return the message's size in bytes."""
+    if body == "":
+        raise LabError("The message body is empty; SQS needs at least one character.")
+    _check_text(body, "The message body")
+    size = len(body.encode("utf-8")) + attribute_bytes
+    if size > MAX_MESSAGE_BYTES:
+        raise LabError(
+            f"The message is {size:,} bytes with its attributes; SQS allows at most {MAX_MESSAGE_BYTES:,}."
+        )
+    return size
+
+
 def send_messages(
     sqs: SqsClient,
     queue_url: str,
@@ -182,12 +252,17 @@ def send_messages(
     delay_seconds: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Send bodies in batches of ten and return the message ids; raise if SQS refuses any."""
+    """Send bodies in batches (ten, and 256 KiB, at most) and return the ids; raise if SQS would refuse any."""
     message_attributes = string_attributes(attributes or {})
+    attribute_bytes = check_attributes(message_attributes)
+    # Check every body before sending any, so a bad one never leaves a batch half sent.
+    sized = [(body, check_body(body, attribute_bytes)) for body in bodies]
     ids: list[str] = []
     batch: list[str] = []
+    batch_bytes = 0
 
     def flush() -> None:
+        nonlocal batch_bytes
         entries = [
             {"Id": str(i), "MessageBody": body, "DelaySeconds": delay_seconds} for i, body in enumerate(batch)
         ]
@@ -202,9 +277,13 @@ def send_messages(
         if progress:
             progress(len(batch))
         batch.clear()
+        batch_bytes = 0
 
-    for body in bodies:
+    for body, size in sized:
+        if batch and batch_bytes + size > MAX_MESSAGE_BYTES:
+            flush()
         batch.append(body)
+        batch_bytes += size
         if len(batch) == 10:
             flush()
     if batch:
@@ -213,7 +292,11 @@ def send_messages(
 
 
 def peek(sqs: SqsClient, queue_url: str, max_messages: int = 10) -> list[dict[str, Any]]:
-    """Look at up to ten messages without consuming them (they are made visible again at once)."""
+    """Look at up to ten messages without consuming them (they are made visible again at once).
+
+    A peek is still a receive: it raises ApproximateReceiveCount, and on a queue with a
+    RedrivePolicy enough peeks move a message to the DLQ, exactly as on AWS.
+    """
     reply = sqs.receive_message(
         QueueUrl=queue_url,
         MaxNumberOfMessages=max(1, min(10, max_messages)),
@@ -225,9 +308,26 @@ def peek(sqs: SqsClient, queue_url: str, max_messages: int = 10) -> list[dict[st
     return list(reply.get("Messages", []))
 
 
-def purge(sqs: SqsClient, queue_url: str) -> None:
-    """Delete every message in a queue."""
-    sqs.purge_queue(QueueUrl=queue_url)
+def purge(sqs: SqsClient, queue_url: str) -> str:
+    """Delete every visible message in a queue; return how ("PurgeQueue", or "drained").
+
+    SQS allows one PurgeQueue per queue per minute (moto enforces it too). A notebook run twice in
+    a row would hit that, so the second time the messages are received and deleted instead.
+    """
+    try:
+        sqs.purge_queue(QueueUrl=queue_url)
+        return "PurgeQueue"
+    except ClientError as exc:
+        if "PurgeQueueInProgress" not in exc.response.get("Error", {}).get("Code", ""):
+            raise
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not messages:
+            return "drained"
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
 
 
 def redrive(sqs: SqsClient, queues: QueuePair, max_messages: int | None = None) -> tuple[str, int]:

@@ -205,7 +205,10 @@ def serve_forever(stack: Stack) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stack.start()
-    state_file().write_text(json.dumps(stack.describe(), indent=2))
+    # Written whole, then renamed, so `labapp up` never reads half a file.
+    partial = state_file().with_suffix(".tmp")
+    partial.write_text(json.dumps(stack.describe(), indent=2))
+    os.replace(partial, state_file())
     try:
         stop.wait()
     finally:

@@ -8,6 +8,7 @@ import io
 import ipaddress
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -54,7 +55,12 @@ def order(data: Mapping[str, Any]) -> list[str]:
     """Charge an order once: the business id is the order id."""
     order_id = _required(data, "order_id")
     amount = data.get("amount")
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, (int, float))
+        or not math.isfinite(amount)
+        or amount < 0
+    ):
         raise BadMessage("field 'amount' must be a number >= 0")
     return [f"order:{order_id}"]
 
@@ -78,14 +84,19 @@ def csv_import(data: Mapping[str, Any]) -> list[str]:
     text = data.get("csv")
     if not isinstance(text, str) or not text.strip():
         raise BadMessage("field 'csv' must hold the CSV text, header row first")
-    rows = list(csv.reader(io.StringIO(text)))
-    header, body = rows[0], [row for row in rows[1:] if row]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        # Blank lines are skipped, so a row's number is the reader's line, not its index.
+        rows = [(reader.line_num, row) for row in reader if row]
+    except csv.Error as exc:
+        raise BadMessage(f"CSV line {reader.line_num} cannot be read: {exc}") from None
+    (_, header), body = rows[0], rows[1:]
     if not body:
         raise BadMessage("the CSV has a header but no rows")
-    for number, row in enumerate(body, start=2):
+    for number, row in body:
         if len(row) != len(header):
             raise BadMessage(f"CSV line {number} has {len(row)} fields; the header has {len(header)}")
-    return [f"import:{import_id}:{number}" for number in range(2, len(body) + 2)]
+    return [f"import:{import_id}:{row_number}" for row_number in range(2, len(body) + 2)]
 
 
 SCENARIOS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
@@ -118,6 +129,12 @@ def _parse(body: bytes) -> dict[str, Any]:
     return data
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    # A reason is one short line whatever the sender put in the field.
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _bad(reason: str, status: int = 400) -> Response:
     response = jsonify(error=reason)
     response.status_code = status
@@ -129,12 +146,13 @@ def _bad(reason: str, status: int = 400) -> Response:
 def handle_message(path: str) -> Response:
     """Process one message POSTed by the daemon and answer 200 only when it is done."""
     message_id = request.headers.get("X-Aws-Sqsd-Msgid", "-")
-    receive_count = int(request.headers.get("X-Aws-Sqsd-Receive-Count", "1") or 1)
+    count_header = request.headers.get("X-Aws-Sqsd-Receive-Count", "1").strip()
+    receive_count = int(count_header) if count_header.isascii() and count_header.isdigit() else 1
     try:
         data = _parse(request.get_data())
         kind = data.get("type")
-        if kind not in SCENARIOS:
-            raise BadMessage(f"field 'type' must be one of {', '.join(SCENARIOS)}; got {kind!r}")
+        if not isinstance(kind, str) or kind not in SCENARIOS:
+            raise BadMessage(f"field 'type' must be one of {', '.join(SCENARIOS)}; got {_short(kind)}")
         business_ids = SCENARIOS[kind](data)
         work_ms = _work_ms(data)
     except BadMessage as exc:
@@ -307,11 +325,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["lab.failures"] = FailureSwitch(app.config["FAILURE_SEED"])
     app.extensions["lab.inspector"] = inspector = Inspector(app.config["INSPECT_KEEP"])
     app.extensions["lab.concurrency"] = Concurrency()
-    # A worker running as its own process dies for real; WorkerServer replaces this in a notebook.
+    # A worker running as its own process dies for real; HttpServer replaces this with closing the
+    # server when the app runs inside a notebook kernel or a test process.
     app.extensions["lab.crash"] = lambda: os._exit(70)
     app.before_request(_guard)
     app.teardown_request(_leave)
     app.register_blueprint(control)
     app.register_blueprint(messages)
-    app.wsgi_app = inspector.middleware(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = inspector.middleware(app.wsgi_app)  # type: ignore[method-assign,assignment]
     return app

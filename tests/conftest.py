@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,8 +24,20 @@ from labapp.worker import create_app
 os.environ["LAB_HOME"] = tempfile.mkdtemp(prefix="labapp-test-home-")
 
 
+BACKEND = os.environ.get("LAB_BACKEND", "moto")
+
+
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
+def emulator() -> Iterator[Any]:
+    """The SQS endpoint for the session: moto in-process, or LocalStack when LAB_BACKEND=localstack."""
+    if BACKEND == "localstack":
+        from labapp.localstack import LocalStack
+
+        with Emulator(port=0) as probe:  # borrow a free port number
+            port = probe.port
+        with LocalStack(port=port) as localstack:
+            yield localstack
+        return
     with Emulator(port=0) as emu:
         yield emu
 
@@ -85,6 +98,42 @@ def run_daemon(sqs: SqsClient) -> Iterator[Callable[..., RunningDaemon]]:
     ) -> RunningDaemon:
         kwargs.setdefault("wait_time_seconds", 1)
         running = RunningDaemon(Daemon(sqs, options, queue_url=queue_url, http_url=http_url, **kwargs))
+        started.append(running)
+        return running.start()
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll predicate until it returns something truthy and return that; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {getattr(predicate, '__name__', predicate)}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    """`wait_for(predicate, timeout=10)`: poll with a deadline instead of sleeping a fixed time."""
+    return _wait_for
+
+
+@pytest.fixture
+def run_daemon_with() -> Iterator[Callable[..., RunningDaemon]]:
+    """Like run_daemon, but with an SQS client of the test's choosing (another endpoint, hooks)."""
+    started: list[RunningDaemon] = []
+
+    def start(
+        client: SqsClient, queue_url: str, http_url: str, options: SqsdOptions = LAB_PROFILE, **kwargs: Any
+    ) -> RunningDaemon:
+        kwargs.setdefault("wait_time_seconds", 1)
+        running = RunningDaemon(Daemon(client, options, queue_url=queue_url, http_url=http_url, **kwargs))
         started.append(running)
         return running.start()
 

@@ -1,0 +1,264 @@
+"""The `labapp` command: the happy path on private ports and a private LAB_HOME, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from labapp.cli import main
+from labapp.queues import ensure_queues, sqs_client
+from labapp.stack import read_state
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run one command in this process and return (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_process(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "labapp", *argv], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_one_line_error(code: int, out: str, err: str, needle: str) -> None:
+    assert code != 0
+    assert needle in err, (out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("labapp: ")
+    assert "Traceback" not in out + err
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`labapp up` on a free endpoint port and a free worker port; `labapp down` always follows."""
+    home = tmp_path_factory.mktemp("lab-home")
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    worker_port = free_port()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LAB_HOME", str(home))
+    patch.setenv("LAB_ENDPOINT_URL", endpoint)
+    for name in ("LAB_ALLOW_AWS", "LAB_BACKEND", "LAB_LOCAL_HOSTS", "LAB_SHARED_SECRET"):
+        patch.delenv(name, raising=False)
+    try:
+        code = main(["up", "--worker-port", str(worker_port)])
+        assert code == 0, (home / "stack.log").read_text(errors="replace")
+        state = json.loads((home / "stack.json").read_text())
+        yield {"home": home, "endpoint": endpoint, "worker_port": worker_port, "state": state}
+    finally:
+        main(["down"])
+        left = read_state()
+        if left is not None:  # `down` failed: never leave the stack this test started behind
+            os.kill(int(left["pid"]), signal.SIGKILL)
+        patch.undo()
+
+
+def ledger(lab: dict[str, Any]) -> dict[str, Any]:
+    return dict(requests.get(f"{lab['state']['worker_url']}/_lab/ledger", timeout=5).json())
+
+
+# -- the happy path ------------------------------------------------------------------------------------
+def test_up_uses_the_private_ports_and_home(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    state = lab["state"]
+    assert state["endpoint_url"] == lab["endpoint"]
+    assert state["worker_url"] == f"http://127.0.0.1:{lab['worker_port']}"
+    assert state["backend"] == "moto"
+    assert Path(state["ledger"]).is_relative_to(lab["home"])
+    code, out, _ = run(capsys, "up", "--worker-port", str(lab["worker_port"]))
+    assert code == 0
+    assert "already running" in out
+
+
+def test_status(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "status")
+    assert (code, err) == (0, "")
+    assert f"moto at {lab['endpoint']}" in out
+    assert lab["state"]["queue"] in out
+    assert f"{lab['state']['queue']}-dlq" in out
+    assert f"up at {lab['state']['worker_url']}" in out
+    for row in ("visible", "in flight", "delayed", "dead-letter queue", "daemon"):
+        assert row in out
+
+
+def test_send_is_processed(
+    lab: dict[str, Any], capsys: pytest.CaptureFixture[str], wait_for: Callable[..., Any]
+) -> None:
+    body = json.dumps({"type": "order", "order_id": "cli-1", "amount": 3})
+    code, out, err = run(capsys, "send", body, "--attr", "source=cli")
+    assert (code, err) == (0, "")
+    uuid.UUID(out.strip())  # prints the message id
+    wait_for(lambda: ledger(lab)["applications"].get("order:cli-1") == 1, timeout=15)
+
+
+def test_peek_and_dlq_commands_on_another_queue(
+    lab: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A queue no daemon polls, so what the commands show stays put.
+    sqs = sqs_client(lab["endpoint"])
+    pair = ensure_queues(sqs, f"cli-{uuid.uuid4().hex[:8]}", 3)
+    code, out, _ = run(capsys, "send", "hello", "--queue", pair.name, "--count", "3", "--attr", "k=v")
+    assert code == 0
+    assert f"Sent 3 messages to {pair.name}" in out
+
+    code, out, _ = run(capsys, "peek", "--queue", pair.name)
+    assert code == 0
+    assert out.count("body: hello") == 3
+    assert "attr k = v" in out
+    code, out, _ = run(capsys, "peek", "--queue", pair.name, "-n", "10")
+    assert out.count("body: hello") == 3  # peeking consumed nothing
+
+    code, out, _ = run(capsys, "dlq", "list", "--queue", pair.name)
+    assert (code, out.strip()) == (0, "(no messages visible)")
+    dead_id = sqs.send_message(QueueUrl=pair.dlq_url, MessageBody='{"dead": true}')["MessageId"]
+    code, out, _ = run(capsys, "peek", "--dlq", "--queue", pair.name)
+    assert dead_id in out
+    code, out, _ = run(capsys, "dlq", "list", "--queue", pair.name)
+    assert dead_id in out
+    code, out, _ = run(capsys, "dlq", "show", dead_id, "--queue", pair.name)
+    assert code == 0
+    assert json.loads(out)["Body"] == '{"dead": true}'
+    code, out, err = run(capsys, "dlq", "show", "no-such-id", "--queue", pair.name)
+    assert_one_line_error(code, out, err, "No message no-such-id")
+
+    code, out, _ = run(capsys, "dlq", "redrive", "--queue", pair.name)
+    assert code == 0
+    assert f"Redrove 1 messages from {pair.dlq_name} to {pair.name} using receive-send-delete" in out
+    sqs.send_message(QueueUrl=pair.dlq_url, MessageBody="again")
+    code, out, _ = run(capsys, "dlq", "purge", "--queue", pair.name)
+    assert (code, out.strip()) == (0, f"Purged {pair.dlq_name}.")
+    code, out, _ = run(capsys, "peek", "--queue", pair.name)
+    assert out.count("body: hello") == 3
+    assert '{"dead": true}' in out
+
+
+def test_commands_as_processes(lab: dict[str, Any]) -> None:
+    done = run_process("status")
+    assert done.returncode == 0, done.stderr
+    assert lab["endpoint"] in done.stdout
+    done = run_process("send")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "labapp: send needs a message body or --file FILE."
+
+
+def test_bad_attribute_is_one_line(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "send", "x", "--attr", "novalue")
+    assert_one_line_error(code, out, err, "--attr takes name=value")
+
+
+def test_reset(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "reset")
+    assert code == 0
+    assert "Reset:" in out
+    assert ledger(lab)["summary"] == {"applied": 0, "deliveries": 0, "duplicates": 0}
+
+
+def test_down_stops_everything(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    # Runs last in this module; the fixture's `down` then finds nothing to stop.
+    code, out, _ = run(capsys, "down")
+    assert (code, out.strip()) == (0, "Lab stopped.")
+    assert not (lab["home"] / "stack.json").exists()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{lab['state']['worker_url']}/_lab/health", timeout=2)
+    code, out, err = run(capsys, "status")
+    assert code == 1
+    assert "not running" in out + err
+    code, out, _ = run(capsys, "down")
+    assert (code, out.strip()) == (0, "The lab was not running.")
+
+
+# -- errors: one sentence on stderr, never a traceback ----------------------------------------------------
+@pytest.fixture
+def no_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    monkeypatch.setenv("LAB_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    for name in ("LAB_ALLOW_AWS", "LAB_LOCAL_HOSTS", "LAB_SHARED_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+QUEUE = ["--queue-url", "http://127.0.0.1:9/000000000000/q"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["daemon", *QUEUE, "--option", "HttpConnections"], "--option takes Name=Value"),
+        (["daemon", *QUEUE, "--option", "HttpConnections=500"], "HttpConnections must be from 1 to 100"),
+        (["daemon", *QUEUE, "--option", "MaxConcurrentAPIConnections=5"], "EB calls it HttpConnections"),
+        (["daemon", *QUEUE, "--option", "MimetypeJSON=true"], "EB calls it MimeType"),
+        (["daemon", *QUEUE, "--config", "/no/such/.ebextensions"], "does not exist"),
+        (["daemon", *QUEUE, "--endpoint-url", "http://203.0.113.7:4566"], "Refusing to talk to"),
+        (["send"], "send needs a message body"),
+        (["send", "x", "--count", "0"], "--count must be 1 or more"),
+        (["send", "--file", "/no/such/body.json"], "No such file or directory"),
+    ],
+)
+def test_errors_are_one_line(
+    no_lab: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert_one_line_error(code, out, err, needle)
+
+
+def test_bad_config_file_names_the_option(
+    no_lab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sqsd.config"
+    config.write_text("option_settings:\n  aws:elasticbeanstalk:sqsd:sqsd:\n    HttpConnections: 5\n")
+    code, out, err = run(capsys, "daemon", *QUEUE, "--config", str(config))
+    assert_one_line_error(code, out, err, "the namespace is aws:elasticbeanstalk:sqsd")
+
+
+def test_non_loopback_endpoint_is_refused_before_any_traffic(
+    no_lab: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LAB_ENDPOINT_URL", "http://10.0.0.5:4566")
+    started = time.monotonic()
+    for argv in (["peek"], ["send", "x"], ["dlq", "list"]):
+        code, out, err = run(capsys, *argv)
+        assert_one_line_error(code, out, err, "Refusing to talk to http://10.0.0.5:4566")
+        assert "LAB_ALLOW_AWS=1" in err
+    assert time.monotonic() - started < 2  # refused at once, not after a connect timeout
+
+
+def test_endpoint_not_answering(no_lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "peek")
+    assert_one_line_error(code, out, err, "does not answer")
+
+
+def test_status_when_not_running(no_lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "status")
+    assert code == 1
+    assert "The lab is not running; start it with `labapp up`." in out + err
+    assert "Traceback" not in out + err
+    code, out, _ = run(capsys, "down")
+    assert (code, out.strip()) == (0, "The lab was not running.")
+
+
+def test_errors_as_a_process(no_lab: Path) -> None:
+    done = run_process("daemon", *QUEUE, "--option", "MaxConcurrentAPIConnections=5")
+    assert done.returncode == 2
+    assert_one_line_error(done.returncode, done.stdout, done.stderr, "EB calls it HttpConnections")
+    done = run_process("status")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr

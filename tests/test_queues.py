@@ -1,0 +1,245 @@
+"""Queues as EB wires them: RedrivePolicy, no hard-coded accounts, peek, depth and redrive."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import pytest
+
+from labapp.errors import EndpointError, LabError
+from labapp.queues import (
+    ALLOW_AWS_ENV,
+    LOCAL_HOSTS_ENV,
+    QueuePair,
+    SqsClient,
+    depth,
+    ensure_queues,
+    is_local,
+    lookup_queues,
+    move_messages,
+    peek,
+    purge,
+    redrive,
+    send_messages,
+    sqs_client,
+    string_attributes,
+)
+
+
+def fresh_name() -> str:
+    return f"q-{uuid.uuid4().hex[:10]}"
+
+
+def policy(sqs: SqsClient, url: str) -> dict[str, object]:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    return dict(json.loads(attrs["RedrivePolicy"]))
+
+
+def test_ensure_queues_wires_the_redrive_policy(sqs: SqsClient) -> None:
+    name = fresh_name()
+    pair = ensure_queues(sqs, name, max_retries=7, visibility_timeout=45)
+    # Every URL comes from SQS itself: nothing assumes an account id or a host.
+    assert pair.url == sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    assert pair.dlq_url == sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"]
+    assert pair.dlq_name == f"{name}-dlq"
+    assert (pair.name, pair.max_receive_count) == (name, 7)
+    assert policy(sqs, pair.url) == {"deadLetterTargetArn": pair.dlq_arn, "maxReceiveCount": 7}
+    attrs = sqs.get_queue_attributes(QueueUrl=pair.url, AttributeNames=["All"])["Attributes"]
+    assert attrs["QueueArn"] == pair.arn
+    assert attrs["VisibilityTimeout"] == "45"
+    dlq = sqs.get_queue_attributes(QueueUrl=pair.dlq_url, AttributeNames=["All"])["Attributes"]
+    assert dlq["QueueArn"] == pair.dlq_arn
+    assert dlq["MessageRetentionPeriod"] == "1209600"  # the DLQ keeps messages longest
+    assert "RedrivePolicy" not in dlq
+
+
+def test_ensure_queues_is_idempotent_and_updates_max_retries(sqs: SqsClient) -> None:
+    name = fresh_name()
+    first = ensure_queues(sqs, name, 3)
+    again = ensure_queues(sqs, name, 3)
+    assert again == first
+    changed = ensure_queues(sqs, name, 10, visibility_timeout=60)
+    assert changed.url == first.url
+    assert policy(sqs, first.url)["maxReceiveCount"] == 10
+    assert lookup_queues(sqs, name) == changed
+
+
+def test_lookup_missing_queue_says_what_to_do(sqs: SqsClient) -> None:
+    with pytest.raises(LabError, match="labapp up"):
+        lookup_queues(sqs, fresh_name())
+
+
+def test_send_messages_in_batches_keeps_order_and_attributes(sqs: SqsClient, queues: QueuePair) -> None:
+    progress: list[int] = []
+    ids = send_messages(
+        sqs,
+        queues.url,
+        [f"body-{i}" for i in range(23)],
+        {"customer": "42", "weight": 1.5, "count": 3, "flag": True, "blob": b"\x00\x01"},
+        progress=progress.append,
+    )
+    assert len(ids) == len(set(ids)) == 23
+    assert progress == [10, 10, 3]
+    assert depth(sqs, queues).visible == 23
+    [message] = peek(sqs, queues.url, 1)
+    attrs = message["MessageAttributes"]
+    assert attrs["customer"] == {"StringValue": "42", "DataType": "String"}
+    assert attrs["weight"] == {"StringValue": "1.5", "DataType": "Number"}
+    assert attrs["count"]["DataType"] == "Number"
+    assert attrs["flag"] == {"StringValue": "True", "DataType": "String"}
+    assert attrs["blob"] == {"BinaryValue": b"\x00\x01", "DataType": "Binary"}
+
+
+def test_string_attributes_by_python_type() -> None:
+    assert string_attributes({"a": "x", "b": 2, "c": 2.5, "d": False, "e": b"z"}) == {
+        "a": {"DataType": "String", "StringValue": "x"},
+        "b": {"DataType": "Number", "StringValue": "2"},
+        "c": {"DataType": "Number", "StringValue": "2.5"},
+        "d": {"DataType": "String", "StringValue": "False"},
+        "e": {"DataType": "Binary", "BinaryValue": b"z"},
+    }
+
+
+def test_send_refused_by_sqs_raises_one_sentence(sqs: SqsClient, queues: QueuePair) -> None:
+    with pytest.raises(LabError, match="SQS refused"):
+        send_messages(sqs, queues.url, ["x"], delay_seconds=901)
+
+
+@pytest.mark.parametrize(
+    ("bodies", "attributes", "words"),
+    [
+        ([""], {}, "empty"),
+        (["ok", "a\x00b"], {}, "U+0000 at character 1"),
+        (["x" * 262_145], {}, "262,144"),
+        (["x" * 262_100], {"note": "n" * 40}, "262,150 bytes with its attributes"),
+        (["x"], {"AWS.trace": "1"}, "reserved"),
+        (["x"], {"bad name": "1"}, "invalid"),
+        (["x"], {"empty": ""}, "empty"),
+        (["x"], {f"a{i}": i for i in range(11)}, "at most 10"),
+    ],
+)
+def test_send_refuses_what_real_sqs_refuses(
+    sqs: SqsClient, queues: QueuePair, bodies: list[str], attributes: dict[str, Any], words: str
+) -> None:
+    # moto accepts all of these; AWS does not, so the kit refuses them first, and sends nothing.
+    with pytest.raises(LabError, match=re.escape(words)) as caught:
+        send_messages(sqs, queues.url, bodies, attributes)
+    assert "\n" not in str(caught.value)
+    assert depth(sqs, queues).visible == 0
+
+
+def test_send_splits_batches_at_256_kib(sqs: SqsClient, queues: QueuePair) -> None:
+    progress: list[int] = []
+    ids = send_messages(sqs, queues.url, ["y" * 100_000] * 5, progress=progress.append)
+    assert len(ids) == 5
+    assert progress == [2, 2, 1]
+
+
+def test_peek_does_not_consume(sqs: SqsClient, queues: QueuePair) -> None:
+    send_messages(sqs, queues.url, ["a", "b", "c"])
+    seen = peek(sqs, queues.url, 10)
+    assert sorted(m["Body"] for m in seen) == ["a", "b", "c"]
+    assert all("ReceiptHandle" in m and "Attributes" in m for m in seen)
+    d = depth(sqs, queues)
+    assert (d.visible, d.in_flight) == (3, 0)
+    # Still there for a real consumer. (A peek is a receive: on AWS it also counts towards
+    # maxReceiveCount, which is why the kit peeks at the DLQ rather than the worker queue.)
+    reply = sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=10, VisibilityTimeout=30)
+    assert len(reply["Messages"]) == 3
+
+
+def test_depth_counts_visible_in_flight_delayed_and_dead(sqs: SqsClient, queues: QueuePair) -> None:
+    send_messages(sqs, queues.url, ["v1", "v2", "taken"])
+    send_messages(sqs, queues.url, ["later"], delay_seconds=60)
+    sqs.send_message(QueueUrl=queues.dlq_url, MessageBody="dead")
+    sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=1, VisibilityTimeout=30)
+    d = depth(sqs, queues)
+    assert (d.visible, d.in_flight, d.delayed, d.dead_letter) == (2, 1, 1, 1)
+    purge(sqs, queues.url)
+    purge(sqs, queues.dlq_url)
+    d = depth(sqs, queues)
+    assert (d.visible, d.dead_letter) == (0, 0)
+
+
+def test_redrive_falls_back_and_keeps_body_and_attributes(sqs: SqsClient, queues: QueuePair) -> None:
+    attributes = {
+        "customer": {"DataType": "String", "StringValue": "42"},
+        "weight": {"DataType": "Number", "StringValue": "1.5"},
+        "blob": {"DataType": "Binary", "BinaryValue": b"\x00\xff"},
+    }
+    bodies = ['{"type": "order"}', "caf\u00e9 \U0001f680", "plain"]
+    for body in bodies:
+        sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=body, MessageAttributes=attributes)
+    how, moved = redrive(sqs, queues)
+    # moto has no StartMessageMoveTask; AWS and LocalStack do (and move asynchronously).
+    assert (how, moved) in {("receive-send-delete", 3), ("StartMessageMoveTask", -1)}
+    if how == "StartMessageMoveTask":
+        pytest.skip("this endpoint moves messages itself")
+    d = depth(sqs, queues)
+    assert (d.visible, d.dead_letter, d.in_flight) == (3, 0, 0)
+    messages = sqs.receive_message(
+        QueueUrl=queues.url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=30
+    )["Messages"]
+    assert sorted(m["Body"] for m in messages) == sorted(bodies)
+    for message in messages:
+        assert message["MessageAttributes"] == attributes
+
+
+def test_redrive_some_moves_only_that_many(sqs: SqsClient, queues: QueuePair) -> None:
+    send_messages(sqs, queues.dlq_url, [f"d{i}" for i in range(14)])
+    assert redrive(sqs, queues, max_messages=12) == ("receive-send-delete", 12)
+    d = depth(sqs, queues)
+    assert (d.visible, d.dead_letter) == (12, 2)
+    assert move_messages(sqs, queues.dlq_url, queues.url) == 2
+    assert move_messages(sqs, queues.dlq_url, queues.url) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:4566", True),
+        ("http://localhost:4566", True),
+        ("http://127.8.9.10:1", True),
+        ("http://[::1]:4566", True),
+        ("http://10.0.0.5:4566", False),
+        ("http://localstack:4566", False),
+        ("http://localhost.example.com:4566", False),
+        ("https://sqs.us-east-1.amazonaws.com", False),
+        ("not a url", False),
+    ],
+)
+def test_is_local(url: str, local: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(LOCAL_HOSTS_ENV, raising=False)
+    assert is_local(url) is local
+
+
+def test_named_emulator_hosts_are_an_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LOCAL_HOSTS_ENV, " localstack , sqs-emulator")
+    assert is_local("http://localstack:4566")
+    assert is_local("http://sqs-emulator:9324")
+    assert not is_local("http://localstack.example.com:4566")
+
+
+def test_client_refuses_anything_but_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ALLOW_AWS_ENV, raising=False)
+    monkeypatch.delenv(LOCAL_HOSTS_ENV, raising=False)
+    for endpoint in ("http://10.0.0.5:4566", "https://sqs.us-east-1.amazonaws.com", None):
+        with pytest.raises(EndpointError, match=ALLOW_AWS_ENV) as caught:
+            sqs_client(endpoint)
+        assert "\n" not in str(caught.value)
+    monkeypatch.setenv(ALLOW_AWS_ENV, "yes")  # only "1" opts in
+    with pytest.raises(EndpointError):
+        sqs_client("http://10.0.0.5:4566")
+
+
+def test_local_client_uses_dummy_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALLOOKING")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "real-secret")
+    monkeypatch.setenv("AWS_PROFILE", "prod-profile-this-machine-lacks")
+    client = sqs_client("http://127.0.0.1:1")
+    credentials = client._request_signer._credentials
+    assert credentials.access_key == "test"
+    assert client.meta.region_name == "us-east-1"
