@@ -1,0 +1,230 @@
+"""A dead-letter queue explorer: look at what failed, then redrive some or all of it, or purge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import ipywidgets as w
+from botocore.exceptions import BotoCoreError, ClientError
+
+from labapp.errors import LabError
+from labapp.queues import SqsClient, purge
+from labapp.widgets._common import close_all, lab_running, line, no_lab
+
+PREVIEW_CHARS = 50
+MAX_BATCHES = 100  # 1,000 messages: more than a lab's DLQ ever holds
+SELECTED_METHOD = "receive-send-delete (selected ids only)"
+
+T = TypeVar("T")
+
+
+def move_selected(sqs: SqsClient, source_url: str, target_url: str, message_ids: Iterable[str]) -> list[str]:
+    """Move only the messages with these ids, keeping body and attributes; return their new ids.
+
+    StartMessageMoveTask moves a whole queue, so picking messages means receive, send, delete.
+    Messages looked at but not picked stay invisible until the search ends, so the same ones do
+    not come back in every batch, and then are made visible again at once.
+    """
+    wanted = set(message_ids)
+    moved: list[str] = []
+    held: list[dict[str, Any]] = []
+    try:
+        for _ in range(MAX_BATCHES):
+            if not wanted:
+                break
+            reply = sqs.receive_message(
+                QueueUrl=source_url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=30,
+                WaitTimeSeconds=0,
+            )
+            messages = reply.get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                if message["MessageId"] not in wanted:
+                    held.append(message)
+                    continue
+                kwargs: dict[str, Any] = {"QueueUrl": target_url, "MessageBody": message["Body"]}
+                if message.get("MessageAttributes"):
+                    kwargs["MessageAttributes"] = message["MessageAttributes"]
+                moved.append(sqs.send_message(**kwargs)["MessageId"])
+                # Deleted only after the send succeeded: a failure leaves a copy, never a loss.
+                sqs.delete_message(QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"])
+                wanted.discard(message["MessageId"])
+    finally:
+        for message in held:
+            sqs.change_message_visibility(
+                QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return moved
+
+
+def _when(epoch_ms: str | None) -> str:
+    if not epoch_ms:
+        return "—"
+    moment = dt.datetime.fromtimestamp(int(epoch_ms) / 1000, tz=dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _pretty(body: str) -> str:
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except json.JSONDecodeError:
+        return body
+
+
+def label(message: dict[str, Any]) -> str:
+    """Return one line that identifies a DLQ message in the list."""
+    body = " ".join(str(message.get("Body", "")).split())
+    preview = body if len(body) <= PREVIEW_CHARS else body[: PREVIEW_CHARS - 1] + "…"
+    count = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+    return f"{message['MessageId'][:8]} · received {count}× · {preview}"
+
+
+def detail_html(message: dict[str, Any]) -> str:
+    """Show one DLQ message: body, message attributes and the SQS attributes that tell its story."""
+    attributes = message.get("Attributes", {})
+    rows = [
+        ("MessageId", message["MessageId"]),
+        ("ApproximateReceiveCount", attributes.get("ApproximateReceiveCount", "—")),
+        ("sent", _when(attributes.get("SentTimestamp"))),
+        ("first received", _when(attributes.get("ApproximateFirstReceiveTimestamp"))),
+    ]
+    for name, value in sorted((message.get("MessageAttributes") or {}).items()):
+        shown = value.get("StringValue", f"<{value.get('DataType', '?')}>")
+        rows.append((f"attribute {name}", f"{shown} ({value.get('DataType', '?')})"))
+    table = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in rows
+    )
+    body = html.escape(_pretty(str(message.get("Body", ""))), quote=False)
+    return (
+        f"<table>{table}</table><pre style='white-space:pre-wrap;font-size:12px'>{body}</pre>"
+        "<small>Every receive counts, including this explorer's peeks, so the count keeps growing "
+        "while you look.</small>"
+    )
+
+
+class DlqExplorer(w.VBox):
+    """List DLQ messages, show one, and redrive the selected ones or all of them, or purge."""
+
+    def __init__(self, lab: Any) -> None:
+        self.lab = lab
+        self.found: dict[str, dict[str, Any]] = {}
+        self.last_method: str | None = None
+        self.messages = w.SelectMultiple(options=[], rows=6, layout=w.Layout(width="95%"))
+        self.detail = w.HTML()
+        self.status = w.HTML()
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.redrive_selected_button = w.Button(description="Redrive selected", icon="reply")
+        self.redrive_all_button = w.Button(description="Redrive all", icon="reply-all")
+        self.purge_button = w.Button(description="Purge DLQ", icon="trash", button_style="danger")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.redrive_selected_button.on_click(lambda _: self.redrive_selected())
+        self.redrive_all_button.on_click(lambda _: self.redrive_all())
+        self.purge_button.on_click(lambda _: self.purge())
+        self.messages.observe(self._show_detail, names="value")
+        buttons = [
+            self.refresh_button,
+            self.redrive_selected_button,
+            self.redrive_all_button,
+            self.purge_button,
+        ]
+        super().__init__([w.HBox(buttons), self.status, self.messages, self.detail])
+        self.add_class("lab-dlq-explorer")
+        self.refresh()
+
+    def refresh(self, note: str = "", tone: str = "muted") -> None:
+        """Peek at the DLQ again and list what is there."""
+        if not self._can_act():
+            return
+        try:
+            peeked = self.lab.dead_letters(10)
+            total = self.lab.depth().dead_letter
+        except (BotoCoreError, ClientError, LabError) as exc:
+            self.status.value = line(f"Could not read the DLQ: {exc}", "bad")
+            return
+        self.found = {m["MessageId"]: m for m in peeked}
+        self.messages.options = [(label(m), m["MessageId"]) for m in peeked]
+        shown = f"{len(peeked)} shown" + (" (a peek returns at most 10)" if total > len(peeked) else "")
+        summary = f"DLQ {self.lab.queues.dlq_name}: {total} message(s), {shown}."
+        self.status.value = (line(note, tone) + "<br>" if note else "") + line(summary)
+        self._show_detail()
+
+    def _show_detail(self, _change: Any = None) -> None:
+        chosen = [self.found[i] for i in self.messages.value if i in self.found]
+        self.detail.value = (
+            "".join(detail_html(m) for m in chosen[:3]) if chosen else line("Select a message to see it.")
+        )
+
+    def redrive_selected(self) -> int:
+        """Move the selected messages back to the worker queue; return how many moved."""
+        chosen = list(self.messages.value)
+        if not chosen:
+            self.refresh("Select one or more messages first.", "bad")
+            return 0
+        queues = self.lab.queues
+        moved = self._attempt(lambda: move_selected(self.lab.sqs, queues.dlq_url, queues.url, chosen))
+        if moved is None:
+            return 0
+        self.last_method = SELECTED_METHOD
+        self.refresh(f"Moved {len(moved)} message(s) back to the worker queue with {SELECTED_METHOD}.", "ok")
+        return len(moved)
+
+    def redrive_all(self) -> int:
+        """Move every DLQ message back (StartMessageMoveTask where the endpoint has it)."""
+        result = self._attempt(self.lab.redrive)
+        if result is None:
+            return 0
+        self.last_method, moved = result
+        if moved < 0:
+            self.refresh(f"{self.last_method} started: SQS moves the messages in the background.", "ok")
+            return 0
+        self.refresh(f"Moved {moved} message(s) back to the worker queue with {self.last_method}.", "ok")
+        return int(moved)
+
+    def purge(self) -> bool:
+        """Delete every message in the DLQ."""
+
+        how = self._attempt(lambda: purge(self.lab.sqs, self.lab.queues.dlq_url))
+        if how is None:
+            return False
+        self.last_method = how
+        if how == "PurgeQueue":
+            self.refresh("Purged the DLQ with PurgeQueue (on AWS it can take up to 60 s).", "ok")
+        else:
+            self.refresh("SQS allows one PurgeQueue a minute, so the DLQ was emptied message by message.", "ok")
+        return True
+
+    def _attempt(self, action: Callable[[], T]) -> T | None:
+        if not self._can_act():
+            return None
+        try:
+            return action()
+        except (BotoCoreError, ClientError, LabError) as exc:
+            self.refresh(f"That failed: {exc}", "bad")
+            return None
+
+    def _can_act(self) -> bool:
+        if lab_running(self.lab):
+            return True
+        self.status.value = line("The lab is stopped; start it again to look at its DLQ.", "bad")
+        return False
+
+    def close(self) -> None:
+        """Close every part of the widget."""
+        close_all(*self.children)
+        super().close()
+
+
+def dlq_explorer(lab: Any) -> w.Widget:
+    """List the lab's dead letters, inspect one, redrive selected or all, or purge the DLQ."""
+    if not lab_running(lab):
+        return no_lab("DLQ explorer")
+    return DlqExplorer(lab)
