@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 JUPYTER_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: lab test lint bench learner-notebooks clean
+.PHONY: lab test lint test-notebooks test-localstack bench clean
 
 $(RUNTIME): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; found " + sys.version.split()[0])'
@@ -33,9 +33,29 @@ lint: $(DEV)
 
 test: lint
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-notebooks
+	$(MAKE) --no-print-directory test-localstack
 
+# The solution notebooks, outputs compared cell by cell (ids, times and ports masked).
+test-notebooks: $(DEV)
+	$(BIN)/pytest -p no:cacheprovider --nbval solutions --nbval-sanitize-with solutions/sanitize.cfg
+
+# The core runtime again, against LocalStack on the host (it needs a Python >= 3.13 of its own).
+CORE_TESTS := tests/test_daemon.py tests/test_queues.py tests/test_post.py
+test-localstack: $(DEV)
+	@if ! $(BIN)/python -m labapp.localstack python >/dev/null; then \
+	    if [ -n "$$CI" ]; then echo "CI must prove the LocalStack backend, but no Python >= 3.13 was found." >&2; exit 1; fi; \
+	    echo "No Python >= 3.13 here, so the LocalStack backend was not tested (the moto suite was)."; exit 0; \
+	fi
+	$(BIN)/python -m labapp.localstack install >/dev/null
+	LAB_BACKEND=localstack $(BIN)/pytest -p no:cacheprovider $(CORE_TESTS)
+
+# Benchmarks, not timed tests: the daemon vs a plain boto3 loop, the simulator, 10,000 messages of chaos.
 bench: $(DEV)
 	$(BIN)/labapp bench
+	$(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/fleet_vs_sim.py
+	$(BIN)/python benchmarks/chaos_10k.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

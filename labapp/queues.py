@@ -253,6 +253,8 @@ def send_messages(
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Send bodies in batches (ten, and 256 KiB, at most) and return the ids; raise if SQS would refuse any."""
+    if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int) or not 0 <= delay_seconds <= 900:
+        raise LabError(f"DelaySeconds must be a whole number from 0 to 900; got {delay_seconds!r}.")
     message_attributes = string_attributes(attributes or {})
     attribute_bytes = check_attributes(message_attributes)
     # Check every body before sending any, so a bad one never leaves a batch half sent.

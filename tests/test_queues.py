@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -103,9 +104,11 @@ def test_string_attributes_by_python_type() -> None:
     }
 
 
-def test_send_refused_by_sqs_raises_one_sentence(sqs: SqsClient, queues: QueuePair) -> None:
-    with pytest.raises(LabError, match="SQS refused"):
+def test_delay_beyond_fifteen_minutes_is_refused_before_sending(sqs: SqsClient, queues: QueuePair) -> None:
+    # moto refuses 901 s, LocalStack accepts it; AWS refuses it, so the kit checks first.
+    with pytest.raises(LabError, match="DelaySeconds must be a whole number from 0 to 900; got 901"):
         send_messages(sqs, queues.url, ["x"], delay_seconds=901)
+    assert depth(sqs, queues).delayed == 0
 
 
 @pytest.mark.parametrize(
@@ -176,9 +179,10 @@ def test_redrive_falls_back_and_keeps_body_and_attributes(sqs: SqsClient, queues
     how, moved = redrive(sqs, queues)
     # moto has no StartMessageMoveTask; AWS and LocalStack do (and move asynchronously).
     assert (how, moved) in {("receive-send-delete", 3), ("StartMessageMoveTask", -1)}
-    if how == "StartMessageMoveTask":
-        pytest.skip("this endpoint moves messages itself")
-    d = depth(sqs, queues)
+    # StartMessageMoveTask runs in the background: wait until the endpoint has moved all three.
+    deadline = time.monotonic() + 20
+    while (d := depth(sqs, queues)).visible < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert (d.visible, d.dead_letter, d.in_flight) == (3, 0, 0)
     messages = sqs.receive_message(
         QueueUrl=queues.url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=30
