@@ -367,10 +367,58 @@ def move_messages(sqs: SqsClient, source_url: str, target_url: str, max_messages
         if not messages:
             break
         for message in messages:
-            kwargs: dict[str, Any] = {"QueueUrl": target_url, "MessageBody": message["Body"]}
-            if message.get("MessageAttributes"):
-                kwargs["MessageAttributes"] = message["MessageAttributes"]
-            sqs.send_message(**kwargs)
-            sqs.delete_message(QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"])
+            _move(sqs, source_url, target_url, message)
             moved += 1
+    return moved
+
+
+def _move(sqs: SqsClient, source_url: str, target_url: str, message: dict[str, Any]) -> str:
+    """Send one received message on with its body and attributes, then delete it; return the new id."""
+    kwargs: dict[str, Any] = {"QueueUrl": target_url, "MessageBody": message["Body"]}
+    if message.get("MessageAttributes"):
+        kwargs["MessageAttributes"] = message["MessageAttributes"]
+    new_id = str(sqs.send_message(**kwargs)["MessageId"])
+    # Deleted only after the send succeeded: a failure leaves a copy, never a loss.
+    sqs.delete_message(QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"])
+    return new_id
+
+
+MAX_SEARCH_BATCHES = 100  # 1,000 messages: more than a lab's DLQ ever holds
+
+
+def move_selected(sqs: SqsClient, source_url: str, target_url: str, message_ids: Iterable[str]) -> list[str]:
+    """Move only the messages with these ids, keeping body and attributes; return their new ids.
+
+    StartMessageMoveTask moves a whole queue, so picking messages means receive, send, delete.
+    Messages looked at but not picked stay invisible until the search ends, so the same ones do
+    not come back in every batch, and then are made visible again at once.
+    """
+    wanted = set(message_ids)
+    moved: list[str] = []
+    held: list[dict[str, Any]] = []
+    try:
+        for _ in range(MAX_SEARCH_BATCHES):
+            if not wanted:
+                break
+            reply = sqs.receive_message(
+                QueueUrl=source_url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=30,
+                WaitTimeSeconds=0,
+            )
+            messages = reply.get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                if message["MessageId"] not in wanted:
+                    held.append(message)
+                    continue
+                moved.append(_move(sqs, source_url, target_url, message))
+                wanted.discard(message["MessageId"])
+    finally:
+        for message in held:
+            sqs.change_message_visibility(
+                QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
     return moved

@@ -5,64 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import ipywidgets as w
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
-from labapp.queues import SqsClient, purge
+from labapp.queues import move_selected, purge
 from labapp.widgets._common import close_all, lab_running, line, no_lab
 
 PREVIEW_CHARS = 50
-MAX_BATCHES = 100  # 1,000 messages: more than a lab's DLQ ever holds
 SELECTED_METHOD = "receive-send-delete (selected ids only)"
 
 T = TypeVar("T")
-
-
-def move_selected(sqs: SqsClient, source_url: str, target_url: str, message_ids: Iterable[str]) -> list[str]:
-    """Move only the messages with these ids, keeping body and attributes; return their new ids.
-
-    StartMessageMoveTask moves a whole queue, so picking messages means receive, send, delete.
-    Messages looked at but not picked stay invisible until the search ends, so the same ones do
-    not come back in every batch, and then are made visible again at once.
-    """
-    wanted = set(message_ids)
-    moved: list[str] = []
-    held: list[dict[str, Any]] = []
-    try:
-        for _ in range(MAX_BATCHES):
-            if not wanted:
-                break
-            reply = sqs.receive_message(
-                QueueUrl=source_url,
-                MaxNumberOfMessages=10,
-                MessageAttributeNames=["All"],
-                VisibilityTimeout=30,
-                WaitTimeSeconds=0,
-            )
-            messages = reply.get("Messages", [])
-            if not messages:
-                break
-            for message in messages:
-                if message["MessageId"] not in wanted:
-                    held.append(message)
-                    continue
-                kwargs: dict[str, Any] = {"QueueUrl": target_url, "MessageBody": message["Body"]}
-                if message.get("MessageAttributes"):
-                    kwargs["MessageAttributes"] = message["MessageAttributes"]
-                moved.append(sqs.send_message(**kwargs)["MessageId"])
-                # Deleted only after the send succeeded: a failure leaves a copy, never a loss.
-                sqs.delete_message(QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"])
-                wanted.discard(message["MessageId"])
-    finally:
-        for message in held:
-            sqs.change_message_visibility(
-                QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return moved
 
 
 def _when(epoch_ms: str | None) -> str:
@@ -199,7 +155,9 @@ class DlqExplorer(w.VBox):
         if how == "PurgeQueue":
             self.refresh("Purged the DLQ with PurgeQueue (on AWS it can take up to 60 s).", "ok")
         else:
-            self.refresh("SQS allows one PurgeQueue a minute, so the DLQ was emptied message by message.", "ok")
+            self.refresh(
+                "SQS allows one PurgeQueue a minute, so the DLQ was emptied message by message.", "ok"
+            )
         return True
 
     def _attempt(self, action: Callable[[], T]) -> T | None:
