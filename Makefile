@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 JUPYTER_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: lab test lint test-notebooks test-localstack bench clean
+.PHONY: lab test lint test-notebooks test-localstack learner-notebooks bench clean
 
 $(RUNTIME): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; found " + sys.version.split()[0])'
@@ -36,9 +36,14 @@ test: lint
 	$(MAKE) --no-print-directory test-notebooks
 	$(MAKE) --no-print-directory test-localstack
 
-# The solution notebooks, outputs compared cell by cell (ids, times and ports masked).
+# The solution notebooks, outputs compared cell by cell (ids, times and ports masked). A private
+# endpoint port and LAB_HOME keep them off a lab the learner may have running on 4566.
 test-notebooks: $(DEV)
-	$(BIN)/pytest -p no:cacheprovider --nbval solutions --nbval-sanitize-with solutions/sanitize.cfg
+	LAB_HOME=$$(mktemp -d) LAB_ENDPOINT_URL=http://127.0.0.1:$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
+	    $(BIN)/pytest -p no:cacheprovider --nbval solutions --nbval-sanitize-with solutions/sanitize.cfg
+
+learner-notebooks: $(RUNTIME)
+	$(BIN)/python tools/make_learner_notebooks.py
 
 # The core runtime again, against LocalStack on the host (it needs a Python >= 3.13 of its own).
 CORE_TESTS := tests/test_daemon.py tests/test_queues.py tests/test_post.py

@@ -110,6 +110,12 @@ class Daemon:
         self._pool = ThreadPoolExecutor(max_workers=options.HttpConnections, thread_name_prefix="sqsd-post")
         self._errors_in_a_row = 0
 
+    def __repr__(self) -> str:
+        return (
+            f"<Daemon {self.queue_name} -> {self.http_url}{self.options.HttpPath}: {self.state}, "
+            f"{self.in_flight} in flight, HttpConnections={self.options.HttpConnections}>"
+        )
+
     # -- events -------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call listener for every event from now on; return a function that unsubscribes it."""

@@ -1,0 +1,306 @@
+"""Notebook 08's exercises and helpers: the solution answers pass, wrong ones are 'not yet', stubs 'not attempted'.
+
+The answers are the cells of solutions/08_periodic_tasks.ipynb themselves (and their learner stubs), run
+against a real lab on the session's SQS endpoint.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import importlib.util
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labapp import checks, lessons
+from labapp import exercises_periodic as periodic
+from labapp.cron import UTC, load_cron, parse_cron_yaml
+from labapp.errors import ConfigError
+from labapp.periodic import Lease, Scheduler
+from labapp.queues import QueuePair, SqsClient, sqs_client
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = ROOT / "solutions" / "08_periodic_tasks.ipynb"
+
+
+# -- the answers, taken from the notebook -------------------------------------------------------------------
+def solution_cells() -> dict[str, str]:
+    """Return exercise id -> source of the notebook cell that holds its solution region."""
+    found = {}
+    for cell in json.loads(SOLUTION.read_text(encoding="utf-8"))["cells"]:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        for exercise_id in checks.split_solution(source)[1]:
+            found[exercise_id] = source
+    return found
+
+
+def answer(exercise_id: str, learner: bool = False) -> dict[str, Any]:
+    """Run the exercise's cell (or its learner copy) in a namespace like the notebook's."""
+    source = solution_cells()[exercise_id]
+    if learner:
+        source = checks.split_solution(source)[0]
+    namespace: dict[str, Any] = {"dt": dt, "Lease": Lease, "Scheduler": Scheduler}
+    exec(compile(source, f"<08 cell {exercise_id}>", "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def lab(emulator: Any) -> Iterator[lessons.LessonLab]:
+    """The notebook's lab, on the session's endpoint (checks start their sandboxes there too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB_ENDPOINT_URL", emulator.url)
+        box = lessons.LessonLab("t08").start()
+        try:
+            yield box
+        finally:
+            box.stop()
+
+
+@pytest.fixture
+def check(lab: lessons.LessonLab) -> Callable[..., checks.Outcome]:
+    """check('08.1', cleanup_cron=...) runs one checker with these notebook variables."""
+
+    def run(exercise_id: str, **namespace: Any) -> checks.Outcome:
+        return checks.run_check(checks.REGISTRY[exercise_id], {"lab": lab, **namespace})
+
+    return run
+
+
+def test_the_notebook_has_a_solution_for_each_exercise() -> None:
+    assert sorted(solution_cells()) == ["08.1", "08.2", "08.3"]
+    for exercise_id in ("08.1", "08.2", "08.3"):
+        assert "solution is in" not in checks.solution_text(exercise_id)
+
+
+def test_the_learner_copy_is_generated_from_the_solution() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "make_learner", ROOT / "tools" / "make_learner_notebooks.py"
+    )
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    learner = ROOT / "notebooks" / SOLUTION.name
+    assert learner.read_text(encoding="utf-8") == tool.expected_learner_text(SOLUTION)
+
+
+# -- 08.1 a cron.yaml -----------------------------------------------------------------------------------------
+def cleanup_yaml(schedule: str, url: str = "/tasks/cleanup", name: str = "cleanup") -> str:
+    return f'version: 1\ncron:\n  - name: "{name}"\n    url: "{url}"\n    schedule: "{schedule}"\n'
+
+
+def test_08_1_solution_is_correct(check: Callable[..., checks.Outcome]) -> None:
+    outcome = check("08.1", **answer("08.1"))
+    assert outcome.status == checks.CORRECT, outcome
+    assert "480 times" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "schedule", ["0,15,30,45 * * * MON-FRI", "0/15 * * * mon-fri", "*/15 * * * 1,2,3,4,5"]
+)
+def test_08_1_other_spellings_are_correct(check: Callable[..., checks.Outcome], schedule: str) -> None:
+    assert check("08.1", cleanup_cron=cleanup_yaml(schedule)).status == checks.CORRECT
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (cleanup_yaml("*/15 * * * *"), "weekend"),
+        (cleanup_yaml("*/15 * * * 0-4"), "weekend"),
+        (cleanup_yaml("15 * * * 1-5"), "misses"),
+        (cleanup_yaml("*/5 * * * 1-5"), "more often"),
+        (cleanup_yaml("*/15 * * * 1-5", url="/cleanup"), "url"),
+        (cleanup_yaml("*/15 * * * 1-5", name="clean-up"), "no task named 'cleanup'"),
+        (cleanup_yaml("*/15 * * * MON-FRY"), "would reject it"),
+        (cleanup_yaml("*/15 * * * 1-5").replace("version: 1\n", ""), "version"),
+        ({"cron": []}, "a string"),
+    ],
+)
+def test_08_1_wrong_answers_are_not_yet(check: Callable[..., checks.Outcome], text: Any, says: str) -> None:
+    outcome = check("08.1", cleanup_cron=text)
+    assert outcome.status == checks.NOT_YET, outcome
+    assert says in outcome.reason
+
+
+def test_08_1_stub_is_not_attempted(check: Callable[..., checks.Outcome]) -> None:
+    assert check("08.1", **answer("08.1", learner=True)).status == checks.NOT_ATTEMPTED
+    assert check("08.1").status == checks.NOT_ATTEMPTED
+
+
+# -- 08.2 one enqueue per due time ----------------------------------------------------------------------------
+def test_08_2_solution_is_correct(check: Callable[..., checks.Outcome]) -> None:
+    outcome = check("08.2", **answer("08.2"))
+    assert outcome.status == checks.CORRECT, outcome
+
+
+def _no_lease(sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path) -> Scheduler:
+    return Scheduler(sqs, queue_url, tasks, clock=clock, holder_id=name)
+
+
+def _own_lease(sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path) -> Scheduler:
+    lease = Lease(lease_path.with_name(f"{name}.sqlite"))
+    return Scheduler(sqs, queue_url, tasks, lease=lease, clock=clock, holder_id=name)
+
+
+def _no_clock(sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path) -> Scheduler:
+    return Scheduler(sqs, queue_url, tasks, lease=Lease(lease_path), holder_id=name)
+
+
+def _endless_lease(
+    sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path
+) -> Scheduler:
+    lease = Lease(lease_path, ttl=3600)
+    return Scheduler(sqs, queue_url, tasks, lease=lease, clock=clock, holder_id=name)
+
+
+def _not_a_scheduler(sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path) -> str:
+    return name
+
+
+@pytest.mark.parametrize(
+    ("make_instance", "says"),
+    [
+        (_no_lease, "same lease_path"),
+        (_own_lease, "same lease_path"),
+        (_no_clock, "clock=clock"),
+        (_endless_lease, "take over"),
+        (_not_a_scheduler, "should return a Scheduler"),
+    ],
+)
+def test_08_2_wrong_answers_are_not_yet(
+    check: Callable[..., checks.Outcome], make_instance: Callable[..., Any], says: str
+) -> None:
+    outcome = check("08.2", make_instance=make_instance)
+    assert outcome.status == checks.NOT_YET, outcome
+    assert says in outcome.reason
+
+
+def test_08_2_stub_is_not_attempted(check: Callable[..., checks.Outcome]) -> None:
+    assert check("08.2", **answer("08.2", learner=True)).status == checks.NOT_ATTEMPTED
+
+
+# -- 08.3 read a task's POST -----------------------------------------------------------------------------------
+def test_08_3_solution_is_correct(check: Callable[..., checks.Outcome]) -> None:
+    outcome = check("08.3", **answer("08.3"))
+    assert outcome.status == checks.CORRECT, outcome
+
+
+def _facts(parse: Callable[[str], Any], ordinary: Any = None) -> Callable[[Any], Any]:
+    def task_facts(req: Any) -> Any:
+        name = req.header("X-Aws-Sqsd-Taskname")
+        if not name:
+            return ordinary
+        scheduled = parse(req.header("X-Aws-Sqsd-Scheduled-At"))
+        return {"task": name, "url": req.header("X-Aws-Sqsd-Path"), "scheduled_at": scheduled}
+
+    return task_facts
+
+
+def _naive(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _aware(text: str) -> dt.datetime:
+    return _naive(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("task_facts", "says"),
+    [
+        (_facts(_naive), "no time zone"),
+        (_facts(str), "still the header's text"),
+        (_facts(_aware, ordinary={}), "None for an ordinary message"),
+        (_facts(lambda text: _aware(text) + dt.timedelta(hours=2)), "but the POST says"),
+    ],
+)
+def test_08_3_wrong_answers_are_not_yet(
+    check: Callable[..., checks.Outcome], task_facts: Callable[[Any], Any], says: str
+) -> None:
+    outcome = check("08.3", task_facts=task_facts)
+    assert outcome.status == checks.NOT_YET, outcome
+    assert says in outcome.reason
+
+
+def test_08_3_stub_is_not_attempted(check: Callable[..., checks.Outcome]) -> None:
+    assert check("08.3", **answer("08.3", learner=True)).status == checks.NOT_ATTEMPTED
+
+
+# -- the helpers the notebook calls --------------------------------------------------------------------------
+def test_every_bad_example_is_rejected_with_a_sentence() -> None:
+    for label, text in periodic.BAD_EXAMPLES.items():
+        with pytest.raises(ConfigError) as caught:
+            parse_cron_yaml(text)
+        assert str(caught.value).endswith("."), label
+
+
+def test_the_deploy_cron_yaml_is_the_one_the_notebook_shows() -> None:
+    names = [task.name for task in load_cron(periodic.DEPLOY_CRON)]
+    assert names == ["nightly-report", "ledger-heartbeat"]
+
+
+def drain_schedule(sqs: SqsClient, url: str) -> list[tuple[str, str]]:
+    pairs = []
+    for message in periodic.drain(sqs, url):
+        attrs = message["MessageAttributes"]
+        name = attrs["beanstalk.sqsd.task_name"]["StringValue"]
+        pairs.append((name, attrs["beanstalk.sqsd.scheduled_time"]["StringValue"]))
+    return sorted(pairs)
+
+
+def test_run_fleet_with_a_shared_lease_enqueues_once_and_hands_over(
+    sqs: SqsClient, queues: QueuePair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = load_cron(periodic.DEPLOY_CRON)
+    clock = periodic.Clock(dt.datetime(2024, 5, 6, 8, 59, 30, tzinfo=UTC))
+    lease_file = periodic.fresh_lease_file("t08-fleet")
+    fleet = [
+        Scheduler(sqs, queues.url, tasks, lease=Lease(lease_file), clock=clock, holder_id=name)
+        for name in ("a", "b")
+    ]
+    periodic.run_fleet(fleet, clock, seconds=60)
+    periodic.run_fleet(fleet[1:], clock, seconds=15 * 60)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "08:59:30  a leads",
+        "09:00:00  a enqueues ledger-heartbeat for 09:00",
+        "09:00:50  b leads",
+        "09:15:00  b enqueues ledger-heartbeat for 09:15",
+    ]
+    assert drain_schedule(sqs, queues.url) == [
+        ("ledger-heartbeat", "2024-05-06T09:00:00Z"),
+        ("ledger-heartbeat", "2024-05-06T09:15:00Z"),
+    ]
+
+
+def test_deny_except_plays_iam_and_record_calls_sees_the_denied_send(
+    emulator: Any, queues: QueuePair, sqs: SqsClient
+) -> None:
+    limited = sqs_client(emulator.url)
+    calls = periodic.record_calls(limited)
+    periodic.deny_except(limited, periodic.CLAIMED_ACTIONS)
+    tasks = load_cron(periodic.DEPLOY_CRON)
+    clock = periodic.Clock(dt.datetime(2024, 5, 6, 9, 29, 50, tzinfo=UTC))
+    leader = Scheduler(limited, queues.url, tasks, clock=clock, holder_id="c")
+    assert leader.tick() == []
+    clock.advance(10)
+    assert leader.tick() == []  # 09:30 is due, but the send is denied
+    limited.receive_message(QueueUrl=queues.url, WaitTimeSeconds=0)  # an allowed action still works
+    outcomes = collections.Counter((call.operation, call.outcome) for call in calls)
+    assert outcomes == {("SendMessage", "AccessDenied"): 1, ("ReceiveMessage", "ok"): 1}
+    [send] = [call for call in calls if call.operation == "SendMessage"]
+    assert send.params["MessageBody"] == "elasticbeanstalk scheduled job"
+    assert send.params["MessageAttributes"]["beanstalk.sqsd.scheduled_time"]["StringValue"] == (
+        "2024-05-06T09:30:00Z"
+    )
+    assert periodic.drain(sqs, queues.url) == []
+    assert periodic.operations(calls) == ["ReceiveMessage", "SendMessage"]
+
+
+def test_when_and_the_clock_speak_utc() -> None:
+    clock = periodic.Clock(dt.datetime(2024, 5, 6, 11, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))))
+    assert periodic.when(clock.now) == "Mon 2024-05-06 09:00 UTC"
+    clock.advance(90)
+    assert clock() == dt.datetime(2024, 5, 6, 9, 1, 30, tzinfo=UTC).timestamp()
