@@ -7,8 +7,8 @@
 
 A check tests behaviour: it runs the learner's function or options against a real lab (usually a
 private one, `lessons.sandbox`) and looks at what the daemon and the worker did. Each result is
-written to `progress.json` (see `labapp.progress`). Notebooks 07 and 08 register their exercises
-from their own module with `@checks.register(...)`.
+written to `progress.json` (see `labapp.progress`). The exercises themselves live in
+`exercises_*.py`, one module per part of the course, each registering with `@checks.register(...)`.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ import os
 import re
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from labapp import lessons, progress
-from labapp.config import LAB_PROFILE, SqsdOptions, load_ebextensions
-from labapp.errors import ConfigError, LabError
+from labapp.config import LAB_PROFILE
+from labapp.errors import LabError
 
 CORRECT, NOT_YET, NOT_ATTEMPTED = "correct", "not yet", "not attempted"
 _MARK = {CORRECT: "✔ Correct", NOT_YET: "✘ Not yet", NOT_ATTEMPTED: "… Not attempted"}
@@ -161,9 +160,14 @@ class BoundExercise:
         return f"<Exercise {self.exercise.id}: {self.exercise.title}; try .check(), .hint(), .solution()>"
 
 
-# Notebooks 07 and 08 register their exercises from their own modules; a learner who restarts the
-# kernel and jumps straight to an exercise still finds them.
-EXERCISE_MODULES = {"07": "labapp.exercises_autoscaling", "08": "labapp.exercises_periodic"}
+# Which module registers each notebook's exercises; imported on first use, so a learner who
+# restarts the kernel and jumps straight to an exercise still finds it.
+EXERCISE_MODULES = {
+    **dict.fromkeys(("00", "01", "02", "03"), "labapp.exercises_basics"),
+    **dict.fromkeys(("04", "05", "06", "09", "10"), "labapp.exercises_reliability"),
+    "07": "labapp.exercises_autoscaling",
+    "08": "labapp.exercises_periodic",
+}
 
 
 def exercise(exercise_id: str, namespace: Mapping[str, Any] | None = None) -> BoundExercise:
@@ -259,10 +263,10 @@ def fresh_id(prefix: str) -> str:
 FAST_FAIL = LAB_PROFILE.replace(MaxRetries=1)
 
 
-def _require_answer(box: Any, handler: Callable[[], Any], name: str) -> None:
+def require_answer(box: Any, handler: Callable[[], Any], name: str) -> None:
     """Raise NotAttempted when a Flask handler still returns nothing (the learner's stub)."""
     headers = {"X-Aws-Sqsd-Msgid": "precheck", "X-Aws-Sqsd-Receive-Count": "1"}
-    with _app(box).test_request_context("/", method="POST", data=b"{}", headers=headers):
+    with worker_app(box).test_request_context("/", method="POST", data=b"{}", headers=headers):
         try:
             result = handler()
         except Exception:
@@ -271,678 +275,29 @@ def _require_answer(box: Any, handler: Callable[[], Any], name: str) -> None:
         raise NotAttempted(f"`{name}` returns nothing yet; write its body and run the cell.")
 
 
-def _app(box: lessons.LessonLab) -> Any:
+def worker_app(box: lessons.LessonLab) -> Any:
     assert box.worker is not None, "the check's lab has no worker"
     return box.worker.app
 
 
-def _first_status(story: lessons.MessageStory | None) -> int | None:
+def first_status(story: lessons.MessageStory | None) -> int | None:
     return story.posts[0].status if story and story.posts else None
 
 
-def _wait(box: Any, timeout: float = 30) -> None:
+def wait_idle(box: Any, timeout: float = 30) -> None:
     try:
         box.wait_until_idle(timeout=timeout)
     except LabError as exc:
         raise NotYet(f"the check's queue never drained ({exc}); does your code hang?") from None
 
 
-def _scratch_queue(sqs: Any, name: str) -> str:
+def scratch_queue(sqs: Any, name: str) -> str:
     url = str(sqs.create_queue(QueueName=name)["QueueUrl"])
     sqs.purge_queue(QueueUrl=url)
     return url
 
 
-def _counts(sqs: Any, url: str) -> tuple[int, int]:
+def queue_counts(sqs: Any, url: str) -> tuple[int, int]:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
     return int(attrs[names[0]]), int(attrs[names[1]])
-
-
-# -- 00 ------------------------------------------------------------------------------------------------
-@register(
-    "00.1",
-    "Send your first order",
-    (
-        "Use lab.send() with a dict. The worker reads the fields type, order_id and amount.",
-        'lab.send({"type": "order", "order_id": "hello-1", "amount": 5}), then lab.wait_until_idle().',
-    ),
-)
-def _check_00_1(a: Answers) -> str:
-    lab = a.lab
-    if lab.ledger.applied("order:hello-1"):
-        return "order hello-1 went through the queue, the daemon POSTed it, and the worker applied it once."
-    tried = [r for r in lab.requests() if b"hello-1" in r.body]
-    if tried:
-        raise NotYet(
-            f"the worker answered {tried[-1].status} to your order; lab.requests(1)[0].body shows what it got."
-        )
-    if lab.depth().visible:
-        raise NotYet("a message is still waiting in the queue; call lab.wait_until_idle() after sending.")
-    raise NotAttempted("no order hello-1 has reached the worker yet.")
-
-
-# -- 01 ------------------------------------------------------------------------------------------------
-@register(
-    "01.1",
-    "Take one message off the queue",
-    (
-        "Two calls: receive_message gives you the message and its ReceiptHandle; delete_message needs both "
-        "the QueueUrl and that ReceiptHandle.",
-        "reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=1); take "
-        "reply['Messages'][0], delete it with its 'ReceiptHandle', return its 'Body' (None if no Messages).",
-    ),
-)
-def _check_01_1(a: Answers) -> str:
-    take_one = a.function("take_one")
-    lab = a.lab
-    url = _scratch_queue(lab.sqs, "lab-01-check")
-    try:
-        body = json.dumps({"type": "order", "order_id": fresh_id("take"), "amount": 3})
-        lab.sqs.send_message(QueueUrl=url, MessageBody=body)
-        got = take_one(lab.sqs, url)
-        visible, in_flight = _counts(lab.sqs, url)
-    finally:
-        lab.sqs.delete_queue(QueueUrl=url)
-    if got is None and visible == 1:
-        raise NotAttempted("take_one returned None and never received the message.")
-    if got != body:
-        raise NotYet(f"take_one returned {str(got)[:60]!r}; return the message's Body, as a string.")
-    if in_flight or visible:
-        raise NotYet(
-            "you returned the body, but the message is still in the queue, only invisible for now: "
-            "it will come back. Delete it with its ReceiptHandle."
-        )
-    return "take_one received the message, returned its body and deleted it; the queue is empty."
-
-
-@register(
-    "01.2",
-    "Give a message back at once",
-    (
-        "A receipt handle lets you change the visibility of the message you received.",
-        "sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0)",
-    ),
-)
-def _check_01_2(a: Answers) -> str:
-    give_back = a.function("give_back")
-    lab = a.lab
-    url = _scratch_queue(lab.sqs, "lab-01-check")
-    try:
-        lab.sqs.send_message(QueueUrl=url, MessageBody="give me back")
-        first = lab.sqs.receive_message(QueueUrl=url, VisibilityTimeout=30, WaitTimeSeconds=1)["Messages"][0]
-        give_back(lab.sqs, url, first["ReceiptHandle"])
-        again = lab.sqs.receive_message(
-            QueueUrl=url, WaitTimeSeconds=0, AttributeNames=["ApproximateReceiveCount"]
-        ).get("Messages", [])
-    finally:
-        lab.sqs.delete_queue(QueueUrl=url)
-    if not again:
-        raise NotAttempted("the message is still invisible after give_back; it should be visible at once.")
-    count = again[0]["Attributes"]["ApproximateReceiveCount"]
-    return (
-        f"the message was visible again at once and the next receive saw ApproximateReceiveCount {count}. "
-        "sqsd does the same after a failed POST, with ErrorVisibilityTimeout instead of 0."
-    )
-
-
-# -- 02 ------------------------------------------------------------------------------------------------
-@register(
-    "02.1",
-    "Read the facts from the POST",
-    (
-        "Everything except the body travels in X-Aws-Sqsd-* headers; req.header(name) reads one.",
-        "message_id = req.header('X-Aws-Sqsd-Msgid'), queue = req.header('X-Aws-Sqsd-Queue'), receive_count = "
-        "int(req.header('X-Aws-Sqsd-Receive-Count')), order = json.loads(req.body).",
-    ),
-)
-def _check_02_1(a: Answers) -> str:
-    facts = a.function("message_facts")
-    with lessons.sandbox("02") as box:
-        order = {"type": "order", "order_id": fresh_id("facts"), "amount": 7}
-        [mid] = lessons.send_and_wait(box, order)
-        got = facts(lessons.request_for(box, mid))
-        expected = {"message_id": mid, "queue": box.queues.name, "receive_count": 1, "order": order}
-    if got is None:
-        raise NotAttempted("message_facts returned None.")
-    if not isinstance(got, Mapping):
-        raise NotYet(f"message_facts should return a dict; it returned a {type(got).__name__}.")
-    for key, want in expected.items():
-        if key not in got:
-            raise NotYet(f"the dict has no key {key!r}.")
-        if got[key] != want:
-            extra = " (headers are text: convert it with int())" if key == "receive_count" else ""
-            raise NotYet(f"{key} is {got[key]!r}, but the POST says {want!r}{extra}.")
-    return "you read the id, the queue name and the receive count from the headers, and the order from the raw body."
-
-
-@register(
-    "02.2",
-    "Send a tenant along as an attribute",
-    (
-        "lab.send takes attributes={...}; each String or Number attribute becomes one X-Aws-Sqsd-Attr-<name> header.",
-        "return lab.send(order, attributes={'tenant': tenant})",
-    ),
-)
-def _check_02_2(a: Answers) -> str:
-    send_for_tenant = a.function("send_for_tenant")
-    with lessons.sandbox("02") as box:
-        order_id = fresh_id("tenant-order")
-        order = {"type": "order", "order_id": order_id, "amount": 9}
-        tenant = fresh_id("acme")
-        send_for_tenant(box, order, tenant)
-        _wait(box)
-        posts = [r for r in box.requests() if order_id.encode() in r.body]
-    if not posts:
-        raise NotAttempted("no POST with this order reached the worker; send it with lab.send().")
-    post = posts[-1]
-    if post.header("X-Aws-Sqsd-Attr-tenant") != tenant:
-        raise NotYet("the POST has no X-Aws-Sqsd-Attr-tenant header with the tenant; pass it in attributes=.")
-    if json.loads(post.body) != order:
-        raise NotYet("the body is not the order as given: keep the tenant out of the body.")
-    return "the tenant travelled as a message attribute and arrived as X-Aws-Sqsd-Attr-tenant; the body stayed the order."
-
-
-# -- 03 ------------------------------------------------------------------------------------------------
-@register(
-    "03.1",
-    "A handler that says 200 only when the work is done",
-    (
-        "Read the raw body with request.get_data(), parse it with json.loads, and call process(data). "
-        "Both can raise a ValueError (BadMessage is one) for a bad message.",
-        "try: process(json.loads(request.get_data())) / except ValueError as exc: return f'bad message: {exc}', 400 "
-        "/ return 'done', 200",
-    ),
-)
-def _check_03_1(a: Answers) -> str:
-    handler = a.function("handle_order")
-    with lessons.sandbox("03", FAST_FAIL) as box:
-        _require_answer(box, handler, "handle_order")
-        lessons.install_handler(box, handler)
-        good = {"type": "order", "order_id": fresh_id("good"), "amount": 12.5}
-        bad = [{"type": "order", "amount": 5}, {"type": "order", "order_id": fresh_id("neg"), "amount": -3}]
-        ids = box.send(good) + box.send(bad) + box.send("this is not JSON")
-        _wait(box)
-        told = lessons.stories(box, ids)
-        applied = box.ledger.applied(f"order:{good['order_id']}")
-    story = told.get(ids[0])
-    status = _first_status(story)
-    if status != 200:
-        raise NotYet(f"the valid order was answered {status}; only 200 makes the daemon delete it.")
-    if not applied:
-        raise NotYet("the valid order was answered 200 but is not in the ledger; call process(data) first.")
-    labels = ["an order without order_id", "an order with a negative amount", "a body that is not JSON"]
-    for mid, label in zip(ids[1:], labels, strict=True):
-        bad_status = _first_status(told.get(mid))
-        if bad_status == 200:
-            raise NotYet(f"{label} was answered 200, so the daemon deleted it as if it were done.")
-        if bad_status is None or not 400 <= bad_status < 500:
-            raise NotYet(f"{label} was answered {bad_status}; answer 400 with a one-line reason.")
-    return (
-        "your handler answered 200 for the valid order and the message left the queue; it answered 4xx "
-        "for the three bad ones, so the daemon kept them for a retry and, in the end, the DLQ."
-    )
-
-
-@register(
-    "03.2",
-    "Replace the 202 with real work",
-    (
-        "The daemon waits for your answer (up to InactivityTimeout). You do not need a thread.",
-        "Call process(data) directly in the handler, then return 'done', 200.",
-    ),
-)
-def _check_03_2(a: Answers) -> str:
-    handler = a.function("handle_thumbnail")
-    with lessons.sandbox("03") as box:
-        _require_answer(box, handler, "handle_thumbnail")
-        lessons.install_handler(box, handler)
-        image_id, sizes = fresh_id("img"), [64, 256]
-        job = {"type": "thumbnail", "image_id": image_id, "sizes": sizes, "work_ms": 800}
-        [mid] = lessons.send_and_wait(box, job)
-        story = lessons.stories(box, [mid]).get(mid)
-        made = [box.ledger.applied(f"thumbnail:{image_id}:{size}") for size in sizes]
-    statuses = story.statuses if story else []
-    if statuses and statuses[0] == 202:
-        raise NotYet(
-            f"your handler still answers 202. The daemon counts that as a failure: it POSTed the job "
-            f"{len(statuses)} times and the message ended in the DLQ."
-        )
-    if statuses != [200]:
-        raise NotYet(
-            f"the daemon made {len(statuses)} POSTs answered {statuses}; the goal is one POST answered 200."
-        )
-    if not all(made):
-        raise NotYet(
-            "you answered 200 before the thumbnails existed; if the instance stopped now, the work would be lost."
-        )
-    return "one POST, answered 200 after the work was done; the message was deleted and each thumbnail was made once."
-
-
-@register(
-    "03.3",
-    "Log with context",
-    (
-        "Your log lines need what you would search for at 3 a.m.: the message id, the receive count, and why.",
-        "log.info('order %s applied msgid=%s receive_count=%s', ...) on success and log.warning('rejected "
-        "msgid=%s receive_count=%s: %s', ..., exc) before returning 400. Read both headers from request.headers.",
-    ),
-)
-def _check_03_3(a: Answers) -> str:
-    handler = a.function("handle_order_logged")
-    with lessons.sandbox("03", LAB_PROFILE.replace(MaxRetries=2)) as box:
-        _require_answer(box, handler, "handle_order_logged")
-        lessons.install_handler(box, handler)
-        good = {"type": "order", "order_id": fresh_id("logged"), "amount": 4}
-        bad = {"type": "order", "order_id": fresh_id("logged-bad"), "amount": -1}
-        ids = box.send(good) + box.send(bad)
-        _wait(box)
-        lines = list(box.logbook.lines)
-    for mid, label in zip(ids, ("the valid order", "the rejected order"), strict=True):
-        if not any(mid in line for line in lines):
-            raise NotYet(
-                f"no log line at INFO or above mentions the message id of {label} (X-Aws-Sqsd-Msgid)."
-            )
-    bad_lines = [line for line in lines if ids[1] in line]
-    if len(set(bad_lines)) < min(3, len(bad_lines)) or len(bad_lines) < 2:
-        raise NotYet(
-            "each delivery of the rejected order logged the same line; add the receive count to tell retries apart."
-        )
-    if not any("amount" in line for line in bad_lines):
-        raise NotYet("the rejected order's lines do not say why; log the exception's message too.")
-    return "every line names the message and its receive count, and the rejection says why: you can follow a retry in the log."
-
-
-# -- 04 ------------------------------------------------------------------------------------------------
-@register(
-    "04.1",
-    "Five tries, one second apart",
-    (
-        "MaxRetries becomes the queue's RedrivePolicy maxReceiveCount; ErrorVisibilityTimeout is the pause between tries.",
-        "five_tries = LAB_PROFILE.replace(MaxRetries=5, ErrorVisibilityTimeout=1)",
-    ),
-)
-def _check_04_1(a: Answers) -> str:
-    options = a.value("five_tries")
-    if not isinstance(options, SqsdOptions):
-        raise NotYet("five_tries should be sqsd options, e.g. LAB_PROFILE.replace(...).")
-    if options.ErrorVisibilityTimeout > 2 or options.MaxRetries > 10:
-        raise NotYet(
-            "keep ErrorVisibilityTimeout at about 1 s and MaxRetries small, so the check finishes in seconds."
-        )
-    with lessons.sandbox("04", options) as box:
-        box.inject(error_rate=1.0, status=503)
-        [mid] = box.send({"type": "order", "order_id": fresh_id("retry"), "amount": 1})
-        _wait(box, timeout=options.MaxRetries * (options.ErrorVisibilityTimeout + 1) + 15)
-        posts = len(lessons.stories(box, [mid])[mid].posts)
-        in_dlq = mid in lessons.dead_letter_ids(box)
-    if posts != 5:
-        raise NotYet(
-            f"the failing message was POSTed {posts} times before it moved to the DLQ; the goal is 5."
-        )
-    if not in_dlq:
-        raise NotYet("the message did not reach the dead-letter queue.")
-    return "five POSTs about a second apart, then SQS moved the message to the DLQ: MaxRetries became maxReceiveCount."
-
-
-@register(
-    "04.2",
-    "Fix, then redrive",
-    (
-        "Order matters: a redrive before the fix sends the messages straight back to the DLQ.",
-        "lab.heal() turns the injected failure off; lab.redrive() moves the DLQ's messages back.",
-    ),
-)
-def _check_04_2(a: Answers) -> str:
-    fix_and_redrive = a.function("fix_and_redrive")
-    with lessons.sandbox("04", FAST_FAIL) as box:
-        box.inject(error_rate=1.0, status=500)
-        orders = [{"type": "order", "order_id": fresh_id("stuck"), "amount": n} for n in (1, 2, 3)]
-        lessons.send_and_wait(box, orders, timeout=30)
-        posts_before = sum(1 for e in box.events if e.kind == "posted")
-        fix_and_redrive(box)
-        _wait(box)
-        posts_after = sum(1 for e in box.events if e.kind == "posted")
-        healed = _app(box).extensions["lab.failures"].current.error_rate == 0
-        dead = box.depth().dead_letter
-        applied = [box.ledger.applied(f"order:{o['order_id']}") for o in orders]
-    if all(applied) and dead == 0:
-        return "the worker was fixed first, then the three orders came back from the DLQ and were processed once each."
-    if posts_after == posts_before and not healed:
-        raise NotAttempted(
-            "fix_and_redrive changed nothing: the worker still fails and the orders sit in the DLQ."
-        )
-    if posts_after > posts_before and not healed:
-        raise NotYet(
-            "you redrove before fixing the worker: the orders failed again and went back to the DLQ."
-        )
-    raise NotYet(
-        f"the worker is fixed, but {dead} orders are still in the DLQ; move them back with lab.redrive()."
-    )
-
-
-@register(
-    "04.3",
-    "Find the poison message",
-    (
-        "lab.dead_letters() peeks at the DLQ; each message's 'Body' is the JSON you sent.",
-        "return [json.loads(m['Body'])['import_id'] for m in lab.dead_letters()]",
-    ),
-)
-def _check_04_3(a: Answers) -> str:
-    poison_ids = a.function("poison_ids")
-    with lessons.sandbox("04", FAST_FAIL) as box:
-        bad = {"type": "csv_import", "import_id": fresh_id("bad"), "csv": "sku,qty\nA1,3\nB2\n"}
-        good = {"type": "csv_import", "import_id": fresh_id("good"), "csv": "sku,qty\nA1,3\n"}
-        lessons.send_and_wait(box, [bad, good], timeout=30)
-        got = poison_ids(box)
-    if got is None:
-        raise NotAttempted("poison_ids returned None.")
-    if sorted(got) != [bad["import_id"]]:
-        raise NotYet(
-            f"poison_ids returned {list(got)!r}; the DLQ holds exactly one import (the one with the short row)."
-        )
-    return "you found the import with the broken row in the DLQ by reading the message bodies; the good import went through."
-
-
-# -- 05 ------------------------------------------------------------------------------------------------
-@register(
-    "05.1",
-    "Charge each order once",
-    (
-        "Decide by the business id (order_id), never by the message id: a producer's duplicate has a new message id.",
-        "if done.add_if_new(f\"order:{data['order_id']}\"): payments.charge(data['order_id'], data['amount']); "
-        "then return 200 either way: a duplicate is finished work.",
-    ),
-)
-def _check_05_1(a: Answers) -> str:
-    handler = a.function("handle_payment")
-    payments = a.value("payments")
-    with lessons.sandbox("05") as box:
-        _require_answer(box, handler, "handle_payment")
-        lessons.install_handler(box, handler)
-        first, second = fresh_id("order"), fresh_id("order")
-        messages = [{"type": "order", "order_id": first, "amount": 20}] * 3
-        ids = box.send([*messages, {"type": "order", "order_id": second, "amount": 5}])
-        _wait(box)
-        told = lessons.stories(box, ids)
-    charged_first, charged_second = payments.count(first), payments.count(second)
-    if charged_first > 1:
-        raise NotYet(
-            f"the order sent three times was charged {charged_first} times; key the work by order_id."
-        )
-    if charged_first == 0 or charged_second != 1:
-        raise NotYet(
-            "an order that arrived was never charged; charge it the first time you see its order_id."
-        )
-    if not all(story.deleted for story in told.values()) or len(told) != len(ids):
-        raise NotYet("a duplicate was answered with an error, so it was retried; answer 200 for a duplicate.")
-    return "the order sent three times was charged once, the other order once, and every copy was answered 200 and deleted."
-
-
-@register(
-    "05.2",
-    "Keys for CSV rows",
-    (
-        "A good key is the same on every redelivery and different for every row, even for two identical rows.",
-        "return [f\"{message['import_id']}:{n}\" for n in range(2, rows + 2)] where rows counts the data lines "
-        "(the line number, not the row's content, identifies a row).",
-    ),
-)
-def _check_05_2(a: Answers) -> str:
-    row_keys = a.function("row_keys")
-    sample = {"type": "csv_import", "import_id": fresh_id("imp"), "csv": "sku,qty\nA1,3\nA1,3\nB2,1\n"}
-    keys = row_keys(sample)
-    if keys is None:
-        raise NotAttempted("row_keys returned None.")
-    keys = list(keys)
-    if len(keys) != 3:
-        raise NotYet(f"the sample file has 3 rows (two identical); row_keys returned {len(keys)} keys.")
-    if len(set(keys)) != 3:
-        raise NotYet("two rows got the same key; identical rows are still two rows.")
-    if list(row_keys(dict(sample))) != keys:
-        raise NotYet(
-            "the same message gave different keys the second time; a redelivery must give the same keys."
-        )
-    if set(row_keys(dict(sample, import_id=fresh_id("imp")))) & set(keys):
-        raise NotYet("another import of the same file got the same keys; put the import_id in the key.")
-    with lessons.sandbox("05") as box:
-        lessons.install_handler(box, lambda: _import_with(row_keys))
-        other = dict(sample, import_id=fresh_id("imp"))
-        lessons.send_and_wait(box, [sample, sample, other])
-        summary = box.ledger.summary()
-    if summary != {"applied": 6, "deliveries": 9, "duplicates": 3}:
-        raise NotYet(f"after importing a file twice and another once, the ledger says {summary}.")
-    return "importing the same file twice changed nothing the second time, and a second import of the same rows was kept apart."
-
-
-def _import_with(row_keys: Callable[[dict[str, Any]], Any]) -> Any:
-    from flask import current_app, request
-
-    data = json.loads(request.get_data())
-    lessons._record(current_app, "csv_import", list(row_keys(data)))
-    return "imported", 200
-
-
-# -- 06 ------------------------------------------------------------------------------------------------
-@register(
-    "06.1",
-    "Timeouts for a two-second job",
-    (
-        "InactivityTimeout must be longer than the job; VisibilityTimeout must outlast InactivityTimeout.",
-        "safe_options = LAB_PROFILE.replace(InactivityTimeout=5, VisibilityTimeout=8)",
-    ),
-)
-def _check_06_1(a: Answers) -> str:
-    options = a.value("safe_options")
-    if not isinstance(options, SqsdOptions):
-        raise NotYet("safe_options should be sqsd options, e.g. LAB_PROFILE.replace(...).")
-    with lessons.sandbox("06", options) as box:
-        job = {"type": "thumbnail", "image_id": fresh_id("slow"), "sizes": [512], "work_ms": 2000}
-        [mid] = lessons.send_and_wait(box, job, timeout=30)
-        statuses = lessons.stories(box, [mid])[mid].statuses
-    if statuses != [200]:
-        what = "timed out" if None in statuses else "was POSTed again while it ran"
-        raise NotYet(f"the job {what}: the daemon made {len(statuses)} POSTs answered {statuses}.")
-    if options.VisibilityTimeout < options.InactivityTimeout:
-        raise NotYet(
-            "this job worked, but a job that runs up to InactivityTimeout would be received again while it runs: "
-            "make VisibilityTimeout at least InactivityTimeout."
-        )
-    return (
-        "one POST, answered in time, and a message that stays invisible for as long as the daemon may wait."
-    )
-
-
-@register(
-    "06.2",
-    "Split a long job",
-    (
-        "One message per size; each sub-job carries its share of the work.",
-        "return [dict(job, sizes=[size], work_ms=job['work_ms'] // len(job['sizes'])) for size in job['sizes']]",
-    ),
-)
-def _check_06_2(a: Answers) -> str:
-    split_job = a.function("split_job")
-    job = {
-        "type": "thumbnail",
-        "image_id": fresh_id("poster"),
-        "sizes": [32, 64, 128, 256, 512, 1024],
-        "work_ms": 3600,
-    }
-    parts = split_job(dict(job))
-    if parts is None:
-        raise NotAttempted("split_job returned None.")
-    parts = list(parts)
-    sizes = sorted(size for part in parts for size in part.get("sizes", []))
-    if sizes != job["sizes"] or any(part.get("image_id") != job["image_id"] for part in parts):
-        raise NotYet("the sub-jobs should cover each size of the same image exactly once.")
-    if any(part.get("work_ms", 0) > 1000 for part in parts):
-        raise NotYet("some sub-job still takes more than a second; give each one its share of work_ms.")
-    options = LAB_PROFILE.replace(VisibilityTimeout=2, InactivityTimeout=2)
-    with lessons.sandbox("06", options) as box:
-        lessons.send_and_wait(box, parts, timeout=30)
-        deliveries = box.ledger.deliveries()
-        dead = box.depth().dead_letter
-    keys = [f"thumbnail:{job['image_id']}:{size}" for size in job["sizes"]]
-    if dead or any(deliveries.get(key) != 1 for key in keys):
-        raise NotYet(
-            f"with a 2 s visibility timeout some sub-job was delivered twice or failed: {deliveries}."
-        )
-    return "six short sub-jobs instead of one long one: each finished inside the 2 s timeouts and ran once."
-
-
-@register(
-    "06.3",
-    "Enough connections for a flash sale",
-    (
-        "HttpConnections is how many POSTs the daemon keeps open at once (AWS default 50, range 1-100).",
-        "sale_options = LAB_PROFILE.replace(HttpConnections=10)",
-    ),
-)
-def _check_06_3(a: Answers) -> str:
-    options = a.value("sale_options")
-    if not isinstance(options, SqsdOptions):
-        raise NotYet("sale_options should be sqsd options, e.g. LAB_PROFILE.replace(...).")
-    with lessons.sandbox("06", options) as box:
-        _app(box).extensions["lab.concurrency"].reset()
-        orders = [
-            {"type": "order", "order_id": fresh_id("sale"), "amount": 1, "work_ms": 500} for _ in range(20)
-        ]
-        started = time.monotonic()
-        lessons.send_and_wait(box, orders, timeout=30)
-        took = time.monotonic() - started
-        peak = _app(box).extensions["lab.concurrency"].snapshot()["peak"]
-    if took > 4:
-        raise NotYet(
-            f"20 orders of 0.5 s took {took:.1f} s with at most {peak} at once; allow more connections."
-        )
-    return "the flash sale drained in a few seconds because the daemon POSTed many orders at once."
-
-
-# -- 09 ------------------------------------------------------------------------------------------------
-@register(
-    "09.1",
-    "Name the cause",
-    (
-        "Look at three things in order: is the daemon receiving (lab.events)? What does the worker answer? "
-        "Where do the messages end up (metrics, DLQ)?",
-        "Every POST is answered 400 and the messages pile up in the DLQ: the worker rejects them.",
-    ),
-)
-def _check_09_1(a: Answers) -> str:
-    diagnosis = a.value("diagnosis")
-    lab = a.lab
-    actual = getattr(lab, "mystery", None)
-    if actual is None:
-        raise NotYet("no mystery is running in your lab; run the cell with lessons.start_mystery(lab) first.")
-    if diagnosis not in lessons.CAUSES:
-        raise NotYet(f"diagnosis should be one of {', '.join(lessons.CAUSES)}.")
-    if diagnosis == actual:
-        return "that is the one. " + lessons.CAUSES[actual]
-    counts = lessons.outcome_counts(lab)
-    evidence = {
-        "daemon-stopped": f"the daemon is running and has received {counts.get('received', 0)} messages",
-        "worker-hangs": "every POST got an answer quickly",
-        "wrong-path": "the worker answered at the path it was given; look at what it answered",
-        "worker-rejects": "",
-    }
-    raise NotYet(f"not that one: {evidence[diagnosis]} (daemon events: {counts}).")
-
-
-@register(
-    "09.2",
-    "Fix it and recover the sale",
-    (
-        "Two steps, in this order: put a handler back that reads the raw body, then bring the orders back.",
-        "lessons.restore_handler(lab); lab.redrive()",
-    ),
-)
-def _check_09_2(a: Answers) -> str:
-    fix = a.function("fix")
-    with lessons.sandbox("09", FAST_FAIL) as box:
-        ids = lessons.start_mystery(box)
-        _wait(box)
-        posts_before = sum(1 for e in box.events if e.kind == "posted")
-        fix(box)
-        _wait(box)
-        posts_after = sum(1 for e in box.events if e.kind == "posted")
-        applied = sum(box.ledger.applied(f"order:sale-{n}") for n in range(len(ids)))
-        dead = box.depth().dead_letter
-    if posts_after == posts_before and dead:
-        raise NotAttempted("fix(lab) changed nothing: the orders are still in the DLQ.")
-    if applied == len(ids) and dead == 0:
-        return "the worker reads the raw body again, and every order of the sale came back from the DLQ and was processed."
-    raise NotYet(
-        f"{applied} of {len(ids)} orders were processed and {dead} are in the DLQ; fix first, then redrive."
-    )
-
-
-# -- 10 ------------------------------------------------------------------------------------------------
-@register(
-    "10.1",
-    "Write the .ebextensions file",
-    (
-        "The namespace is aws:elasticbeanstalk:sqsd (one 'sqsd'), and the option names are the ones in the table above.",
-        "option_settings:\\n  aws:elasticbeanstalk:sqsd:\\n    HttpPath: /worker\\n    HttpConnections: 10\\n    "
-        "InactivityTimeout: 120\\n    VisibilityTimeout: 150\\n    MaxRetries: 5",
-    ),
-)
-def _check_10_1(a: Answers) -> str:
-    import tempfile
-
-    text = a.value("config_text")
-    if not isinstance(text, str):
-        raise NotYet("config_text should be the file's text, as a string.")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "sqsd.config"
-        path.write_text(text, encoding="utf-8")
-        try:
-            options = load_ebextensions(path)
-        except ConfigError as exc:
-            raise NotYet(f"EB would not accept it: {exc}") from None
-    wanted = {
-        "HttpPath": "/worker",
-        "HttpConnections": 10,
-        "InactivityTimeout": 120,
-        "VisibilityTimeout": 150,
-        "MaxRetries": 5,
-    }
-    for name, value in wanted.items():
-        if getattr(options, name) != value:
-            raise NotYet(f"{name} is {getattr(options, name)!r}; the task asks for {value!r}.")
-    with lessons.sandbox("10", options) as box:
-        [mid] = lessons.send_and_wait(box, {"type": "order", "order_id": fresh_id("cfg"), "amount": 1})
-        line = lessons.request_for(box, mid).request_line
-    if not line.startswith("POST /worker "):
-        raise NotYet(f"the daemon sent {line!r}.")
-    return (
-        "the kit's .ebextensions reader accepted the file, and a daemon configured from it POSTed to /worker."
-    )
-
-
-@register(
-    "10.2",
-    "The worker instance's permissions",
-    (
-        "Three SQS actions run the daemon; periodic tasks and metrics need three more things.",
-        "Add sqs:SendMessage, cloudwatch:PutMetricData, and DynamoDB item actions (GetItem, PutItem, UpdateItem, "
-        "DeleteItem) on the leader table, arn:aws:dynamodb:*:*:table/*-stack-AWSEBWorkerCronLeaderRegistry*.",
-    ),
-)
-def _check_10_2(a: Answers) -> str:
-    policy = a.value("worker_policy")
-    if not isinstance(policy, Mapping) or "Statement" not in policy:
-        raise NotYet("worker_policy should be a policy document: a dict with Version and Statement.")
-    statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
-    for statement in statements:
-        actions = statement.get("Action", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        if statement.get("Effect") == "Allow" and any(action in ("*", "sqs:*") for action in actions):
-            raise NotYet("one statement allows every action of a service; list the ones the worker needs.")
-    gaps = lessons.iam_gaps(policy)
-    if gaps:
-        raise NotYet(
-            "missing: " + "; ".join(f"{need} ({lessons.WORKER_IAM_NEEDS[need]})" for need in gaps) + "."
-        )
-    return "the role lets the daemon receive, delete and retry, the leader enqueue periodic tasks, and the daemon report metrics."
