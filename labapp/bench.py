@@ -16,6 +16,7 @@ from typing import Any
 
 from labapp.config import LAB_PROFILE
 from labapp.daemon import Daemon
+from labapp.emulator import free_port
 from labapp.httpserver import HttpServer
 from labapp.queues import SqsClient, ensure_queues, send_messages, sqs_client
 
@@ -113,17 +114,9 @@ def idle_latency(sqs: SqsClient, url: str, http_url: str, samples: int = 50) -> 
     return latencies
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def startup() -> tuple[float, float]:
     """Time `labapp up` to ready in a private LAB_HOME and return (seconds, stack RSS in MB)."""
-    free_endpoint, free_worker = _free_port(), _free_port()
+    free_endpoint, free_worker = free_port(), free_port()
     env = dict(
         os.environ,
         LAB_HOME=tempfile.mkdtemp(prefix="labapp-bench-"),
@@ -163,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
     total = args.messages
     # SQS and the worker app are other processes in real life; sharing the daemon's interpreter
     # (and its GIL) would measure Python's lock, not the daemon.
-    sqs_port, http_port = _free_port(), _free_port()
+    sqs_port, http_port = free_port(), free_port()
     helpers = [
         subprocess.Popen(
             [sys.executable, "-m", "labapp", "emulator", "--port", str(sqs_port)], stdout=subprocess.DEVNULL

@@ -26,6 +26,13 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def free_port(host: str = HOST) -> int:
+    """Return a TCP port on host that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def port_is_free(port: int, host: str = HOST) -> bool:
     """Return True when nothing listens on host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

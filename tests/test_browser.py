@@ -13,7 +13,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from typing import Any
 
 import psutil
 import pytest
+
+from labapp.emulator import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -48,12 +49,6 @@ TUNER_REDRAWN = """before => {
         && document.querySelector('img.lab-tuner-plot').src !== before;
 }"""
 IMAGE_SRC = re.compile(r"^(blob|data):.+")  # an ipywidgets Image shows its bytes as a blob URL
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class JupyterServer:
@@ -148,9 +143,9 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]
         "MPLCONFIGDIR": str(tmp_path / "matplotlib"),
         "LAB_HOME": str(tmp_path / "lab-home"),
         # The notebook's lab gets its own emulator port, never a learner's 4566.
-        "LAB_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+        "LAB_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
     }
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     log = tmp_path / "jupyter.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -18,17 +18,12 @@ from typing import Any
 import pytest
 import requests
 
-from labapp.chaos import (
-    CHAOS_PROFILE,
-    ChaosLab,
-    Report,
-    TcpProxy,
-    plan_messages,
-    reconcile,
-    run_combined,
-)
+from labapp.chaos import ChaosLab, run_combined
+from labapp.chaos_common import CHAOS_PROFILE
 from labapp.emulator import Emulator
+from labapp.faults import TcpProxy
 from labapp.queues import sqs_client
+from labapp.reconcile import Report, plan_messages, reconcile
 
 pytestmark = pytest.mark.slow
 

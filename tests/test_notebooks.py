@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-import socket
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 import labapp
 from labapp import checks, progress
+from labapp.emulator import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -188,12 +188,6 @@ def test_a_check_that_crashes_is_reported_not_raised() -> None:
 
 
 # -- every learner notebook runs ----------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("learner", LEARNERS, ids=_names(LEARNERS))
@@ -203,7 +197,7 @@ def test_learner_notebook_runs_and_checks_say_not_attempted(
     from nbclient import NotebookClient
 
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("LAB_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("LAB_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     nb = nbformat.read(learner, as_version=4)
     client = NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(learner.parent)}}

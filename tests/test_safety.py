@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from labapp.chaos import CHAOS_PROFILE, ChaosLab, plan_messages
+from labapp.chaos import ChaosLab
+from labapp.chaos_common import CHAOS_PROFILE
 from labapp.config import LAB_PROFILE
 from labapp.daemon import Daemon
 from labapp.emulator import Emulator
@@ -30,6 +31,7 @@ from labapp.errors import EndpointError
 from labapp.httpserver import HttpServer
 from labapp.post import SIGNATURE_HEADER, build_post
 from labapp.queues import QueuePair, SqsClient, ensure_queues, send_messages, sqs_client
+from labapp.reconcile import plan_messages
 from labapp.worker import create_app
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import itertools
-import socket
 import threading
 import time
 import uuid
@@ -15,6 +14,7 @@ import ipywidgets
 import pytest
 
 from labapp import widgets
+from labapp.emulator import free_port
 from labapp.errors import EndpointError
 from labapp.lab import Lab
 from labapp.post import ARTICLE_FORM_WARNING
@@ -31,12 +31,6 @@ STRICT_PURGE = "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR"
 ORDER = '{"type": "order", "order_id": "W-1", "amount": 5}'
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _widget_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("lab-")]
 
@@ -45,7 +39,7 @@ def _widget_threads() -> list[threading.Thread]:
 def running_lab() -> Iterator[Lab]:
     """One real lab for the module, on its own emulator port (never the learner's 4566)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LAB_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+        patch.setenv("LAB_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
         # Each test starts from empty queues; SQS (and moto) allow one purge a minute per queue.
         patch.setenv(STRICT_PURGE, "false")
         lab = Lab(f"w-{uuid.uuid4().hex[:8]}").start()

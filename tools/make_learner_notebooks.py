@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
 
 from labapp.checks import split_solution  # noqa: E402
+from labapp.emulator import free_port  # noqa: E402
 
 NBVAL_MARKER = "# NBVAL_"
 KEEP_CELL_METADATA = ("tags", "editable", "deletable")
@@ -85,13 +85,6 @@ def regenerate(paths: list[Path]) -> list[Path]:
             target.write_text(text, encoding="utf-8")
             changed.append(target)
     return changed
-
-
-def free_port() -> int:
-    """Return a port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def refresh_outputs(path: Path, timeout: int = 120) -> float:
