@@ -4,116 +4,56 @@ from __future__ import annotations
 
 import atexit
 import json
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labapp.config import LAB_PROFILE, SqsdOptions
-from labapp.daemon import Daemon, DaemonEvent
 from labapp.errors import LabError
 from labapp.failures import Failures
-from labapp.httpserver import HttpServer
 from labapp.inspector import RecordedRequest
+from labapp.ledger import Ledger
 from labapp.post import ARTICLE_FORM_WARNING, Encoding
-from labapp.queues import Depth, QueuePair, depth, peek, purge, redrive, send_messages, sqs_client
-from labapp.stack import Endpoint, find_or_start_endpoint, lab_home
-from labapp.worker import create_app
+from labapp.queues import Depth, depth, peek, purge, redrive, send_messages
+from labapp.stack import Stack, lab_home
 
 # Short long-polls so stopping a notebook's daemon takes a moment; real sqsd waits up to 20 s
 # per receive, which changes only how many ReceiveMessage calls an idle daemon makes.
 NOTEBOOK_WAIT_TIME_S = 1
 
 
-class Lab:
+class Lab(Stack):
     """One notebook's own queues, worker and daemon, on the shared (or a freshly started) endpoint."""
 
     def __init__(self, name: str, options: SqsdOptions = LAB_PROFILE, encoding: Encoding = "sqsd") -> None:
+        super().__init__(
+            options,
+            queue_name=f"lab-{name}",
+            worker_port=0,
+            ledger_path=lab_home() / f"lab-{name}-ledger.sqlite",
+            wait_time_seconds=NOTEBOOK_WAIT_TIME_S,
+            encoding=encoding,
+        )
         self.name = name
-        self.options = options
-        self.encoding: Encoding = encoding
-        self.endpoint: Endpoint | None = None
-        self.queues: QueuePair
-        self.worker: HttpServer | None = None
-        self.daemon: Daemon | None = None
-        self.events: list[DaemonEvent] = []
-        self._stop_daemon = threading.Event()
-        self._daemon_thread: threading.Thread | None = None
-        self._listeners: list[Callable[[DaemonEvent], None]] = []
 
-    # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> Lab:
         """Find or start the endpoint, make fresh queues and a worker, and start the daemon."""
-        try:
-            self.endpoint = find_or_start_endpoint()
-            self.sqs = sqs_client(self.endpoint.url)
-            from labapp.queues import ensure_queues
-
-            self.queues = ensure_queues(
-                self.sqs, f"lab-{self.name}", self.options.MaxRetries, self.options.VisibilityTimeout
-            )
-            purge(self.sqs, self.queues.url)
-            purge(self.sqs, self.queues.dlq_url)
-            app = create_app({"LEDGER_PATH": str(lab_home() / f"lab-{self.name}-ledger.sqlite")})
-            app.extensions["lab.ledger"].clear()
-            self.worker = HttpServer(app, threads=max(16, self.options.HttpConnections)).start()
-            self.start_daemon()
-        except BaseException:
-            self.stop()
-            raise
+        super().start()
         atexit.register(self.stop)
         return self
 
-    def start_daemon(self, options: SqsdOptions | None = None, encoding: Encoding | None = None) -> Daemon:
-        """(Re)start the daemon, optionally with other sqsd options or the article-form encoding."""
-        self.stop_daemon()
-        self.options = options or self.options
-        self.encoding = encoding or self.encoding
-        assert self.worker is not None
-        self.daemon = Daemon(
-            self.sqs,
-            self.options,
-            queue_url=self.queues.url,
-            http_url=self.worker.url,
-            encoding=self.encoding,
-            wait_time_seconds=NOTEBOOK_WAIT_TIME_S,
-        )
-        self.daemon.subscribe(self.events.append)
-        for listener in self._listeners:
-            self.daemon.subscribe(listener)
-        self.worker.app.extensions["lab.daemon"] = self.daemon
-        self._stop_daemon = threading.Event()
-        self._daemon_thread = threading.Thread(target=self.daemon.run, args=(self._stop_daemon,), name="sqsd")
-        self._daemon_thread.start()
-        return self.daemon
-
-    def stop_daemon(self) -> None:
-        """Stop the daemon the way SIGTERM would: finish in-flight POSTs, release the rest."""
-        self._stop_daemon.set()
-        if self._daemon_thread is not None:
-            self._daemon_thread.join()
-            self._daemon_thread = None
-        if self.daemon is not None:
-            self.daemon.close()
-            self.daemon = None
+    def prepare(self) -> None:
+        """Start each run from empty queues and an empty ledger, so a notebook can run twice."""
+        purge(self.sqs, self.queues.url)
+        purge(self.sqs, self.queues.dlq_url)
+        ledger = Ledger(self.ledger_path)
+        ledger.clear()
+        ledger.close()
 
     def stop(self) -> None:
         """Stop everything this notebook started; safe to call twice."""
-        self.stop_daemon()
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker.app.extensions["lab.ledger"].close()
-            self.worker = None
-        if self.endpoint is not None:
-            self.endpoint.stop()
-            self.endpoint = None
+        super().stop()
         atexit.unregister(self.stop)
-
-    def subscribe(self, listener: Callable[[DaemonEvent], None]) -> None:
-        """Call listener for every daemon event, across daemon restarts."""
-        self._listeners.append(listener)
-        if self.daemon is not None:
-            self.daemon.subscribe(listener)
 
     # -- doing things -------------------------------------------------------------------------
     def send(

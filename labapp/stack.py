@@ -12,15 +12,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from labapp.config import LAB_PROFILE, SqsdOptions
-from labapp.daemon import Daemon
+from labapp.daemon import Daemon, DaemonEvent
 from labapp.emulator import DEFAULT_PORT, HOST, Emulator, identify, port_is_free
 from labapp.errors import EndpointError, LabError, NotRunningError
 from labapp.httpserver import HttpServer
 from labapp.localstack import LocalStack
+from labapp.post import Encoding
 from labapp.queues import QueuePair, ensure_queues, sqs_client
 from labapp.worker import create_app
 
@@ -114,6 +116,8 @@ def _alive(pid: int) -> bool:
 class Stack:
     """Endpoint, EB-style queues, the worker app and one daemon, all in this process."""
 
+    queues: QueuePair  # set by start()
+
     def __init__(
         self,
         options: SqsdOptions = LAB_PROFILE,
@@ -124,8 +128,10 @@ class Stack:
         ledger_path: Path | None = None,
         wait_time_seconds: int = 2,
         backend: str = "moto",
+        encoding: Encoding = "sqsd",
     ) -> None:
         self.options = options
+        self.encoding: Encoding = encoding
         self.endpoint_url = endpoint_url
         self.queue_name = queue_name
         self.worker_port = worker_port
@@ -133,58 +139,88 @@ class Stack:
         self.wait_time_seconds = wait_time_seconds
         self.backend = backend
         self.endpoint: Endpoint | None = None
-        self.queues: QueuePair | None = None
         self.worker: HttpServer | None = None
         self.daemon: Daemon | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.events: list[DaemonEvent] = []
+        self._listeners: list[Callable[[DaemonEvent], None]] = []
+        self._stop_daemon = threading.Event()
+        self._daemon_thread: threading.Thread | None = None
 
     def start(self) -> Stack:
         """Start every part, stopping whatever already started if a later part fails."""
         try:
             self.endpoint = find_or_start_endpoint(self.endpoint_url, backend=self.backend)
-            sqs = sqs_client(self.endpoint.url)
+            self.sqs = sqs_client(self.endpoint.url)
             self.queues = ensure_queues(
-                sqs, self.queue_name, self.options.MaxRetries, self.options.VisibilityTimeout
+                self.sqs, self.queue_name, self.options.MaxRetries, self.options.VisibilityTimeout
             )
+            self.prepare()
             app = create_app({"LEDGER_PATH": str(self.ledger_path)})
             self.worker = HttpServer(
                 app, port=self.worker_port, threads=max(16, self.options.HttpConnections)
             ).start()
-            self.daemon = Daemon(
-                sqs,
-                self.options,
-                queue_url=self.queues.url,
-                http_url=self.worker.url,
-                wait_time_seconds=self.wait_time_seconds,
-            )
-            app.extensions["lab.daemon"] = self.daemon
-            self._thread = threading.Thread(target=self.daemon.run, args=(self._stop,), name="sqsd")
-            self._thread.start()
+            self.start_daemon()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def stop(self) -> None:
-        """Stop the daemon (draining), then the worker, then the endpoint if this process owns it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def prepare(self) -> None:
+        """Hook between making the queues and starting the worker (a notebook empties them here)."""
+
+    def start_daemon(self, options: SqsdOptions | None = None, encoding: Encoding | None = None) -> Daemon:
+        """(Re)start the daemon, optionally with other sqsd options or the article-form encoding."""
+        self.stop_daemon()
+        self.options = options or self.options
+        self.encoding = encoding or self.encoding
+        assert self.worker is not None, "start() the stack first"
+        self.daemon = Daemon(
+            self.sqs,
+            self.options,
+            queue_url=self.queues.url,
+            http_url=self.worker.url,
+            encoding=self.encoding,
+            wait_time_seconds=self.wait_time_seconds,
+        )
+        self.daemon.subscribe(self.events.append)
+        for listener in self._listeners:
+            self.daemon.subscribe(listener)
+        self.worker.app.extensions["lab.daemon"] = self.daemon
+        self._stop_daemon = threading.Event()
+        self._daemon_thread = threading.Thread(target=self.daemon.run, args=(self._stop_daemon,), name="sqsd")
+        self._daemon_thread.start()
+        return self.daemon
+
+    def stop_daemon(self) -> None:
+        """Stop the daemon the way SIGTERM would: finish in-flight POSTs, release the rest."""
+        self._stop_daemon.set()
+        if self._daemon_thread is not None:
+            self._daemon_thread.join()
+            self._daemon_thread = None
         if self.daemon is not None:
             self.daemon.close()
             self.daemon = None
+
+    def subscribe(self, listener: Callable[[DaemonEvent], None]) -> None:
+        """Call listener for every daemon event, across daemon restarts."""
+        self._listeners.append(listener)
+        if self.daemon is not None:
+            self.daemon.subscribe(listener)
+
+    def stop(self) -> None:
+        """Stop the daemon (draining), then the worker, then the endpoint if this process owns it."""
+        self.stop_daemon()
         if self.worker is not None:
             self.worker.stop()
             self.worker.app.extensions["lab.ledger"].close()
             self.worker = None
         if self.endpoint is not None:
             self.endpoint.stop()
+            self.endpoint = None
 
     def describe(self) -> dict[str, Any]:
         """Return what a client needs to find this stack."""
-        assert self.endpoint and self.queues and self.worker
+        assert self.endpoint and self.worker
         return {
             "pid": os.getpid(),
             "endpoint_url": self.endpoint.url,
