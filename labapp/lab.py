@@ -98,9 +98,13 @@ class Lab(Stack):
         return self.worker.app.extensions["lab.failures"].update(**settings)
 
     def heal(self) -> None:
-        """Turn every injected failure off."""
+        """Turn every injected failure off, and restart the worker on its port if it crashed."""
         assert self.worker is not None
         self.worker.app.extensions["lab.failures"].reset()
+        if self.worker.crashed.is_set():
+            # As a process supervisor would: the same app, ledger and port, listening again.
+            self.worker.stop()
+            self.worker.start()
 
     @property
     def ledger(self) -> Any:
