@@ -32,7 +32,7 @@ from labapp.httpserver import HttpServer
 from labapp.inspector import RecordedRequest
 from labapp.lab import Lab
 from labapp.periodic import TASK_BODY, Lease, Scheduler, task_attributes
-from labapp.queues import SqsClient, sqs_client
+from labapp.queues import SqsClient, drain, sqs_client
 from labapp.stack import lab_home
 from labapp.worker import create_app
 
@@ -182,21 +182,6 @@ def _scheduled(message: Mapping[str, Any]) -> tuple[str, str]:
         attrs.get("beanstalk.sqsd.task_name", {}).get("StringValue", "?"),
         attrs.get("beanstalk.sqsd.scheduled_time", {}).get("StringValue", "?"),
     )
-
-
-def drain(sqs: SqsClient, queue_url: str) -> list[dict[str, Any]]:
-    """Receive and delete every message of a queue; return them."""
-    found: list[dict[str, Any]] = []
-    while True:
-        reply = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
-        )
-        messages = reply.get("Messages", [])
-        if not messages:
-            return found
-        for message in messages:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        found += messages
 
 
 def take_all(lab: Lab) -> None:

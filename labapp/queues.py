@@ -322,14 +322,31 @@ def purge(sqs: SqsClient, queue_url: str) -> str:
     except ClientError as exc:
         if "PurgeQueueInProgress" not in exc.response.get("Error", {}).get("Code", ""):
             raise
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not messages:
-            return "drained"
+    drain(sqs, queue_url)
+    return "drained"
+
+
+def _receive_batch(sqs: SqsClient, queue_url: str, n: int = 10) -> list[dict[str, Any]]:
+    """Receive up to n visible messages at once, with their attributes, hidden for 30 s."""
+    reply = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=n,
+        MessageAttributeNames=["All"],
+        AttributeNames=["All"],
+        VisibilityTimeout=30,
+        WaitTimeSeconds=0,
+    )
+    return list(reply.get("Messages", []))
+
+
+def drain(sqs: SqsClient, queue_url: str) -> list[dict[str, Any]]:
+    """Receive and delete every visible message of a queue; return them."""
+    found: list[dict[str, Any]] = []
+    while messages := _receive_batch(sqs, queue_url):
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        found += messages
+    return found
 
 
 def redrive(sqs: SqsClient, queues: QueuePair, max_messages: int | None = None) -> tuple[str, int]:
@@ -355,15 +372,9 @@ def move_messages(sqs: SqsClient, source_url: str, target_url: str, max_messages
     """Move messages one batch at a time, keeping body and attributes; return how many moved."""
     moved = 0
     while max_messages is None or moved < max_messages:
-        want = 10 if max_messages is None else min(10, max_messages - moved)
-        reply = sqs.receive_message(
-            QueueUrl=source_url,
-            MaxNumberOfMessages=want,
-            MessageAttributeNames=["All"],
-            VisibilityTimeout=30,
-            WaitTimeSeconds=0,
+        messages = _receive_batch(
+            sqs, source_url, 10 if max_messages is None else min(10, max_messages - moved)
         )
-        messages = reply.get("Messages", [])
         if not messages:
             break
         for message in messages:
@@ -400,14 +411,7 @@ def move_selected(sqs: SqsClient, source_url: str, target_url: str, message_ids:
         for _ in range(MAX_SEARCH_BATCHES):
             if not wanted:
                 break
-            reply = sqs.receive_message(
-                QueueUrl=source_url,
-                MaxNumberOfMessages=10,
-                MessageAttributeNames=["All"],
-                VisibilityTimeout=30,
-                WaitTimeSeconds=0,
-            )
-            messages = reply.get("Messages", [])
+            messages = _receive_batch(sqs, source_url)
             if not messages:
                 break
             for message in messages:

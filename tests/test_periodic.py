@@ -15,7 +15,7 @@ from labapp.cron import CronSchedule, load_cron, next_times, parse_cron_yaml
 from labapp.errors import ConfigError
 from labapp.httpserver import HttpServer
 from labapp.periodic import TASK_BODY, Lease, Scheduler
-from labapp.queues import QueuePair, SqsClient
+from labapp.queues import QueuePair, SqsClient, drain
 
 UTC = dt.timezone.utc
 
@@ -45,21 +45,6 @@ def cron_text(*tasks: tuple[str, str, str]) -> str:
     for name, url, schedule in tasks:
         lines += [f'  - name: "{name}"', f'    url: "{url}"', f'    schedule: "{schedule}"']
     return "\n".join(lines) + "\n"
-
-
-def drain(sqs: SqsClient, queue_url: str) -> list[dict[str, Any]]:
-    """Receive and delete everything in the queue."""
-    found: list[dict[str, Any]] = []
-    while True:
-        reply = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
-        )
-        messages = reply.get("Messages", [])
-        if not messages:
-            return found
-        for message in messages:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        found += messages
 
 
 def scheduled(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
