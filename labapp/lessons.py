@@ -8,30 +8,57 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import datetime as dt
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, current_app, request
 
-from labapp.config import AWS_DEFAULTS, LAB_PROFILE, OPTION_NAMES, SqsdOptions
+from labapp.config import LAB_PROFILE, OPTION_NAMES, SqsdOptions
 from labapp.daemon import DaemonEvent
 from labapp.errors import LabError
 from labapp.inspector import RecordedRequest
 from labapp.lab import Lab
 from labapp.post import Encoding
-from labapp.queues import ensure_queues, peek, purge
+from labapp.queues import ensure_queues, purge
 from labapp.stack import lab_home
 from labapp.worker import SCENARIOS, BadMessage
 
-__all__ = ["BadMessage", "process", "start"]
+__all__ = [  # what is not defined here comes from observe.py and props.py (imported at the end)
+    "CAUSES",
+    "WORKER_IAM_NEEDS",
+    "Attempt",
+    "BadMessage",
+    "DoneStore",
+    "MessageStory",
+    "Metrics",
+    "PaymentGateway",
+    "dead_letter_ids",
+    "ebextensions_yaml",
+    "iam_gaps",
+    "logs",
+    "metrics",
+    "outcome_counts",
+    "plot_metrics",
+    "plot_post_spans",
+    "plot_posts",
+    "print_rows",
+    "process",
+    "sqsd_line",
+    "start",
+    "start_mystery",
+    "stories",
+    "tail",
+    "timed_batch",
+    "try_statuses",
+    "wait_for",
+    "watch",
+]
 
 log = logging.getLogger("labapp.lessons")
 
@@ -378,432 +405,6 @@ def apply_options(lab: Lab, options: SqsdOptions) -> None:
     lab.start_daemon(options=options)
 
 
-# -- what happened ------------------------------------------------------------------------------------
-class Attempt(NamedTuple):
-    """One POST of a message: when it started, its receive count, the answer and how long it took."""
-
-    at: float
-    receive_count: int
-    status: int | None  # None when the daemon gave up (timeout, connection error)
-    took: float
-
-
-@dataclasses.dataclass
-class MessageStory:
-    """Everything the daemon did with one message."""
-
-    message_id: str
-    posts: list[Attempt]
-    deleted: bool
-
-    @property
-    def statuses(self) -> list[int | None]:
-        """Return the answer to each POST, in order (None when the daemon stopped waiting)."""
-        return [post.status for post in self.posts]
-
-
-def stories(lab: Lab, message_ids: Iterable[str] | None = None) -> dict[str, MessageStory]:
-    """Group the daemon's events by message: each POST with its receive count and answer."""
-    wanted = set(message_ids) if message_ids is not None else None
-    result: dict[str, MessageStory] = {}
-    pending: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)
-    for event in list(lab.events):
-        mid = event.message_id
-        if mid is None or (wanted is not None and mid not in wanted):
-            continue
-        story = result.setdefault(mid, MessageStory(mid, [], False))
-        if event.kind == "posted":
-            pending[mid].append((event.time, event.receive_count or 1))
-        elif event.kind == "response" and pending[mid]:
-            # Two POSTs of one message can overlap (an expired visibility timeout): match the
-            # answer to the POST that started `elapsed` seconds before it.
-            began = event.time - (event.elapsed or 0.0)
-            at, count = min(pending[mid], key=lambda post: abs(post[0] - began))
-            pending[mid].remove((at, count))
-            story.posts.append(Attempt(at, count, event.status, event.elapsed or 0.0))
-        elif event.kind == "deleted":
-            story.deleted = True
-    for story in result.values():
-        story.posts.sort()
-    return result
-
-
-def wait_for(lab: Lab, kind: str, count: int = 1, timeout: float = 15) -> None:
-    """Wait until the daemon has emitted `count` events of this kind (e.g. 'retry_scheduled')."""
-    deadline = time.monotonic() + timeout
-    while sum(1 for event in list(lab.events) if event.kind == kind) < count:
-        if time.monotonic() > deadline:
-            raise LabError(f"No {count} {kind!r} events within {timeout:.0f}s; look at lab.events.")
-        time.sleep(0.05)
-
-
-def dead_letter_ids(lab: Lab) -> set[str]:
-    """Return the ids of the messages in the DLQ (peeking does not move them)."""
-    return {m["MessageId"] for m in peek(lab.sqs, lab.queues.dlq_url, 10)}
-
-
-def try_statuses(lab: Lab, statuses: Sequence[int]) -> list[tuple[int, int, str]]:
-    """Answer one message with each status; return (status, POSTs, where the message ended up)."""
-    install_handler(lab, answer_as_asked)
-    try:
-        ids = {
-            status: lab.send(
-                {"type": "order", "order_id": f"status-{status}", "amount": 1, "respond": status}
-            )[0]
-            for status in statuses
-        }
-        lab.wait_until_idle(timeout=40)
-    finally:
-        restore_handler(lab)
-    told = stories(lab, ids.values())
-    in_dlq = dead_letter_ids(lab)
-    rows = []
-    for status, mid in ids.items():
-        story = told.get(mid, MessageStory(mid, [], False))
-        where = "deleted" if story.deleted else "dead-letter queue" if mid in in_dlq else "still queued"
-        rows.append((status, len(story.posts), where))
-    return rows
-
-
-def print_rows(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print rows as an aligned text table."""
-    table = [list(map(str, header)), *([str(cell) for cell in row] for row in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for n, row in enumerate(table):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * width for width in widths))
-
-
-def plot_posts(lab: Lab, message_ids: Sequence[str], labels: Sequence[str] | None = None) -> Any:
-    """Plot receive count against time for each message, one marker per POST (x = failed, o = 200)."""
-    import matplotlib.pyplot as plt
-
-    told = stories(lab, message_ids)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for n, mid in enumerate(message_ids):
-        posts = told.get(mid, MessageStory(mid, [], False)).posts
-        if not posts:
-            continue
-        times = [post.at - posts[0].at for post in posts]
-        counts = [post.receive_count for post in posts]
-        (line,) = ax.step(times, counts, where="post", label=labels[n] if labels else mid[:8])
-        for post, x in zip(posts, times, strict=True):
-            ax.plot(
-                x,
-                post.receive_count,
-                "o" if post.status == 200 else "x",
-                color=line.get_color(),
-                markersize=8,
-            )
-            ax.annotate(
-                str(post.status),
-                (x, post.receive_count),
-                textcoords="offset points",
-                xytext=(4, 4 - 14 * (n % 2)),
-                fontsize=8,
-            )
-    limit = lab.options.MaxRetries
-    ax.axhline(limit + 0.5, color="grey", linestyle=":", linewidth=1)
-    ax.text(
-        0,
-        limit + 0.6,
-        "past maxReceiveCount: the next receive moves the message to the DLQ",
-        fontsize=8,
-        color="grey",
-    )
-    ax.set_xlabel("seconds since the message's first POST")
-    ax.set_ylabel("receive count")
-    ax.set_yticks(range(1, limit + 2))
-    ax.set_ylim(0.5, limit + 1.2)
-    ax.legend(loc="upper left", bbox_to_anchor=(0, 0.9), fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_post_spans(
-    lab: Lab,
-    message_ids: Sequence[str],
-    labels: Sequence[str] | None = None,
-    marks: Mapping[str, float] | None = None,
-) -> Any:
-    """Draw each POST as a bar from its start to its answer, one row per POST; marks are vertical lines."""
-    import matplotlib.pyplot as plt
-
-    told = stories(lab, message_ids)
-    starts = [post.at for story in told.values() for post in story.posts]
-    origin = min(starts) if starts else 0.0
-    rows: list[tuple[str, Attempt]] = []
-    for n, mid in enumerate(message_ids):
-        name = labels[n] if labels else mid[:8]
-        rows += (
-            [(f"{name}, POST {k}", post) for k, post in enumerate(told[mid].posts, 1)] if mid in told else []
-        )
-    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.45 * len(rows)))
-    for row, (_, post) in enumerate(rows):
-        color = "tab:green" if post.status == 200 else "tab:red"
-        ax.barh(row, post.took, left=post.at - origin, color=color, alpha=0.6, edgecolor="black")
-        answer = post.status if post.status is not None else "no answer in time"
-        ax.text(
-            post.at - origin + 0.05,
-            row,
-            f"receive count {post.receive_count}: {answer}",
-            va="center",
-            fontsize=8,
-        )
-    for text, x in (marks or {}).items():
-        ax.axvline(x, color="grey", linestyle=":")
-        ax.text(x, -0.6, f" {text}", fontsize=8, color="grey")
-    ax.set_yticks(range(len(rows)), [name for name, _ in rows])
-    ax.set_ylim(len(rows) - 0.5, -0.8)
-    ax.set_xlabel("seconds since the first POST")
-    fig.tight_layout()
-    return fig
-
-
-def timed_batch(
-    lab: Lab, jobs: Sequence[Mapping[str, Any]], options: SqsdOptions | None = None
-) -> tuple[float, int]:
-    """Send jobs and wait until they are done; return (seconds, most POSTs the worker saw at once)."""
-    if options is not None:
-        apply_options(lab, options)
-    assert lab.worker is not None
-    concurrency = lab.worker.app.extensions["lab.concurrency"]
-    concurrency.reset()
-    started = time.monotonic()
-    lab.send(jobs)
-    lab.wait_until_idle(timeout=60)
-    return time.monotonic() - started, int(concurrency.snapshot()["peak"])
-
-
-# -- monitoring ----------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Metrics:
-    """The four numbers to watch, named like their CloudWatch metrics."""
-
-    visible: int  # ApproximateNumberOfMessagesVisible
-    not_visible: int  # ApproximateNumberOfMessagesNotVisible
-    oldest_age_s: float  # ApproximateAgeOfOldestMessage
-    dead_letter: int  # ApproximateNumberOfMessagesVisible on the DLQ
-
-
-def metrics(lab: LessonLab) -> Metrics:
-    """Return visible, not visible, age of the oldest message and DLQ depth.
-
-    SQS has no queue attribute for the age of the oldest message (CloudWatch computes it), and a
-    receive to look would count as a delivery; so the lab works it out from what it sent and what
-    the daemon deleted or gave up on.
-    """
-    d = lab.depth()
-    finished = {e.message_id for e in lab.events if e.kind in ("deleted", "dropped_by_retention")}
-    finished |= {
-        e.message_id
-        for e in lab.events
-        if e.kind == "retry_scheduled" and (e.receive_count or 0) >= lab.queues.max_receive_count
-    }
-    waiting = [at for mid, at in lab.sent_at.items() if mid not in finished]
-    age = time.time() - min(waiting) if waiting and (d.visible or d.in_flight) else 0.0
-    return Metrics(d.visible, d.in_flight, round(age, 1), d.dead_letter)
-
-
-def watch(
-    lab: LessonLab, seconds: float = 5, every: float = 0.25, until_idle: bool = True
-) -> list[tuple[float, Metrics]]:
-    """Sample metrics every `every` seconds, for at most `seconds` (or until the queues are idle)."""
-    samples: list[tuple[float, Metrics]] = []
-    started = time.monotonic()
-    while True:
-        now = time.monotonic() - started
-        sample = metrics(lab)
-        samples.append((now, sample))
-        if now >= seconds or (until_idle and now > 0.5 and sample.visible == sample.not_visible == 0):
-            return samples
-        time.sleep(every)
-
-
-def plot_metrics(samples: Sequence[tuple[float, Metrics]], title: str = "") -> Any:
-    """Plot visible, not visible and DLQ depth over time, with the age of the oldest on a second axis."""
-    import matplotlib.pyplot as plt
-
-    xs = [at for at, _ in samples]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.plot(xs, [m.visible for _, m in samples], label="visible (waiting)")
-    ax.plot(xs, [m.not_visible for _, m in samples], label="not visible (in flight)")
-    ax.plot(xs, [m.dead_letter for _, m in samples], label="DLQ depth", linestyle="--")
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("messages")
-    age = ax.twinx()
-    age.plot(xs, [m.oldest_age_s for _, m in samples], color="grey", linestyle=":", label="age of oldest (s)")
-    age.set_ylabel("age of oldest (s)")
-    lines = ax.get_legend_handles_labels()[0] + age.get_legend_handles_labels()[0]
-    ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=8, loc="upper right")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def sqsd_line(event: DaemonEvent, queue: str = "") -> str | None:
-    """Format one daemon event as a line in the spirit of the real sqsd log."""
-    when = dt.datetime.fromtimestamp(event.time, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    mid = event.message_id or "-"
-    if event.kind == "posted" and event.post is not None:
-        return f"{when} message: {mid} ({event.receive_count}) sent to {event.post.path} from {queue}"
-    if event.kind == "response":
-        elapsed = f"{event.elapsed:.3f}" if event.elapsed is not None else "-"
-        if event.status == 200:
-            return f"{when} http-ok: {mid} 200 - {elapsed}s"
-        return f"{when} http-err: {mid} {event.status or event.detail.split(':')[0]} - {elapsed}s"
-    if event.kind == "deleted":
-        return f"{when} message: {mid} deleted"
-    if event.kind == "retry_scheduled":
-        return f"{when} message: {mid} ({event.receive_count}) {' '.join(event.detail.split())}"
-    if event.kind in ("dropped_by_retention", "released", "sqs_error"):
-        return f"{when} {event.kind}: {mid} {event.detail}".rstrip()
-    return None
-
-
-def tail(path: str | Path, n: int = 10) -> None:
-    """Print the last n lines of a log file."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    print("\n".join(lines[-n:]) if lines else f"({path} is empty)")
-
-
-def logs(lab: LessonLab, contains: str = "", n: int = 10) -> None:
-    """Print the last n log lines (worker, daemon and your own loggers), optionally filtered."""
-    lines = [line for line in lab.logbook.lines if contains in line]
-    print("\n".join(lines[-n:]) if lines else "(no log lines yet)")
-
-
-def outcome_counts(lab: Lab, message_ids: Iterable[str] | None = None) -> dict[str, int]:
-    """Count the daemon's events by kind and status, e.g. {'response 200': 3, 'deleted': 3}."""
-    wanted = set(message_ids) if message_ids is not None else None
-    counts: collections.Counter[str] = collections.Counter()
-    for event in list(lab.events):
-        if wanted is not None and event.message_id not in wanted:
-            continue
-        counts[f"{event.kind} {event.status}" if event.kind == "response" else event.kind] += 1
-    return dict(sorted(counts.items()))
-
-
-# -- 05: an outside effect that must happen once ------------------------------------------------------
-class PaymentGateway:
-    """A stand-in for a card processor: it charges whatever it is asked to, duplicates included."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.charges: list[tuple[str, float]] = []
-
-    def charge(self, order_id: str, amount: float) -> None:
-        """Charge an order (every call is a real charge)."""
-        with self._lock:
-            self.charges.append((order_id, amount))
-
-    def total(self, order_id: str | None = None) -> float:
-        """Return the money charged, for one order or for all."""
-        with self._lock:
-            return sum(amount for oid, amount in self.charges if order_id in (None, oid))
-
-    def count(self, order_id: str) -> int:
-        """Return how many times an order was charged."""
-        with self._lock:
-            return sum(1 for oid, _ in self.charges if oid == order_id)
-
-
-class DoneStore:
-    """Remember business ids, like a table with a conditional put: add_if_new is atomic."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._keys: set[str] = set()
-
-    def add_if_new(self, key: str) -> bool:
-        """Record key; return True only for the first caller (the one that should do the work)."""
-        with self._lock:
-            if key in self._keys:
-                return False
-            self._keys.add(key)
-            return True
-
-    def __contains__(self, key: object) -> bool:
-        with self._lock:
-            return key in self._keys
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._keys)
-
-
-# -- 09: a mystery to hunt ------------------------------------------------------------------------------
-CAUSES = {
-    "daemon-stopped": "The daemon is not running, so nobody receives the messages.",
-    "worker-rejects": "The worker answers every POST with an error, so each message is retried, then dead-lettered.",
-    "worker-hangs": "The worker never answers, so every POST waits for InactivityTimeout.",
-    "wrong-path": "The daemon posts to a path the worker does not serve.",
-}
-
-
-def start_mystery(lab: LessonLab, orders: int = 6) -> list[str]:
-    """Break the lab the way a real deploy can, then send a small flash sale; return the message ids."""
-    # A handler that reads the form field of the seed article: real sqsd sends a raw body, so
-    # every message is rejected. The symptom is "nothing gets processed".
-    install_handler(lab, article_handler)
-    lab.mystery = "worker-rejects"
-    return lab.send([{"type": "order", "order_id": f"sale-{n}", "amount": 10 + n} for n in range(orders)])
-
-
-# -- 10: taking it to AWS ---------------------------------------------------------------------------------
-def ebextensions_yaml(options: SqsdOptions, only_changed: bool = True) -> str:
-    """Return an `.ebextensions/*.config` text that sets these sqsd options."""
-    import yaml
-
-    settings = options.as_option_settings()
-    if only_changed:
-        namespace, values = next(iter(settings.items()))
-        defaults = AWS_DEFAULTS.as_option_settings()[namespace]
-        settings = {namespace: {k: v for k, v in values.items() if defaults.get(k) != v}}
-    # Whole numbers as numbers, the way people write them in .ebextensions.
-    typed = {ns: {k: int(v) if v.isdigit() else v for k, v in opts.items()} for ns, opts in settings.items()}
-    return str(yaml.safe_dump({"option_settings": typed}, sort_keys=False))
-
-
-# What a worker instance's role must allow (REFERENCE.md §7): the daemon's own calls, periodic
-# tasks (the leader enqueues them, elected through a DynamoDB table) and its CloudWatch metrics.
-WORKER_IAM_NEEDS = {
-    "sqs:ReceiveMessage": "the daemon receives messages",
-    "sqs:DeleteMessage": "the daemon deletes a message after a 200",
-    "sqs:ChangeMessageVisibility": "the daemon sets ErrorVisibilityTimeout after a failure",
-    "sqs:SendMessage": "the leader enqueues periodic tasks from cron.yaml",
-    "dynamodb:*Item": "instances elect the periodic-task leader through a DynamoDB table",
-    "cloudwatch:PutMetricData": "the daemon publishes its metrics",
-}
-
-
-def _allows(pattern: str, needed: str) -> bool:
-    import fnmatch
-
-    service, _, action = needed.partition(":")
-    if needed == "dynamodb:*Item":
-        return pattern.lower() in ("*", "dynamodb:*") or (
-            pattern.lower().startswith("dynamodb:") and pattern.lower().endswith("item")
-        )
-    return fnmatch.fnmatch(needed.lower(), pattern.lower()) and bool(service and action)
-
-
-def iam_gaps(policy: Mapping[str, Any]) -> list[str]:
-    """Return the permissions a worker needs that this policy document does not allow."""
-    allowed: list[str] = []
-    statements = policy.get("Statement", [])
-    if isinstance(statements, Mapping):
-        statements = [statements]
-    for statement in statements:
-        if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
-            continue
-        actions = statement.get("Action", [])
-        allowed.extend([actions] if isinstance(actions, str) else list(actions))
-    return [need for need in WORKER_IAM_NEEDS if not any(_allows(p, need) for p in allowed)]
-
-
 # -- checks use a lab of their own ------------------------------------------------------------------------
 @contextlib.contextmanager
 def sandbox(name: str, options: SqsdOptions = LAB_PROFILE) -> Iterator[LessonLab]:
@@ -826,3 +427,35 @@ def send_and_wait(lab: Lab, body: Any, timeout: float = 20, **kwargs: Any) -> li
     ids = lab.send(body, **kwargs)
     lab.wait_until_idle(timeout=timeout)
     return ids
+
+
+# Notebooks call everything through `lessons.`; these two modules hold the larger pieces.
+from labapp.observe import (  # noqa: E402
+    Attempt,
+    MessageStory,
+    Metrics,
+    dead_letter_ids,
+    logs,
+    metrics,
+    outcome_counts,
+    plot_metrics,
+    plot_post_spans,
+    plot_posts,
+    print_rows,
+    sqsd_line,
+    stories,
+    tail,
+    timed_batch,
+    try_statuses,
+    wait_for,
+    watch,
+)
+from labapp.props import (  # noqa: E402
+    CAUSES,
+    WORKER_IAM_NEEDS,
+    DoneStore,
+    PaymentGateway,
+    ebextensions_yaml,
+    iam_gaps,
+    start_mystery,
+)
