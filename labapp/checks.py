@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from labapp import lessons, progress
-from labapp.config import LAB_PROFILE
+from labapp.config import LAB_PROFILE, SqsdOptions
 from labapp.errors import LabError
 
 CORRECT, NOT_YET, NOT_ATTEMPTED = "correct", "not yet", "not attempted"
@@ -97,6 +97,13 @@ class Answers:
         value = self.value(name)
         if not callable(value):
             raise NotYet(f"`{name}` should be a function; it is a {type(value).__name__}.")
+        return value
+
+    def options(self, name: str) -> SqsdOptions:
+        """Return sqsd options the learner built, or raise NotAttempted / NotYet."""
+        value = self.value(name)
+        if not isinstance(value, SqsdOptions):
+            raise NotYet(f"{name} should be sqsd options, e.g. LAB_PROFILE.replace(...).")
         return value
 
     @property

@@ -20,7 +20,7 @@ from labapp.checks import (
     wait_idle,
     worker_app,
 )
-from labapp.config import LAB_PROFILE, SqsdOptions, load_ebextensions
+from labapp.config import LAB_PROFILE, load_ebextensions
 from labapp.errors import ConfigError
 
 
@@ -34,9 +34,7 @@ from labapp.errors import ConfigError
     ),
 )
 def _check_04_1(a: Answers) -> str:
-    options = a.value("five_tries")
-    if not isinstance(options, SqsdOptions):
-        raise NotYet("five_tries should be sqsd options, e.g. LAB_PROFILE.replace(...).")
+    options = a.options("five_tries")
     if options.ErrorVisibilityTimeout > 2 or options.MaxRetries > 10:
         raise NotYet(
             "keep ErrorVisibilityTimeout at about 1 s and MaxRetries small, so the check finishes in seconds."
@@ -205,9 +203,7 @@ def _import_with(row_keys: Callable[[dict[str, Any]], Any]) -> Any:
     ),
 )
 def _check_06_1(a: Answers) -> str:
-    options = a.value("safe_options")
-    if not isinstance(options, SqsdOptions):
-        raise NotYet("safe_options should be sqsd options, e.g. LAB_PROFILE.replace(...).")
+    options = a.options("safe_options")
     with lessons.sandbox("06", options) as box:
         job = {"type": "thumbnail", "image_id": fresh_id("slow"), "sizes": [512], "work_ms": 2000}
         [mid] = lessons.send_and_wait(box, job, timeout=30)
@@ -272,9 +268,7 @@ def _check_06_2(a: Answers) -> str:
     ),
 )
 def _check_06_3(a: Answers) -> str:
-    options = a.value("sale_options")
-    if not isinstance(options, SqsdOptions):
-        raise NotYet("sale_options should be sqsd options, e.g. LAB_PROFILE.replace(...).")
+    options = a.options("sale_options")
     with lessons.sandbox("06", options) as box:
         worker_app(box).extensions["lab.concurrency"].reset()
         orders = [
