@@ -48,19 +48,16 @@ learner-notebooks: $(RUNTIME)
 # The core runtime again, against LocalStack on the host (it needs a Python >= 3.13 of its own).
 CORE_TESTS := tests/test_daemon.py tests/test_queues.py tests/test_post.py
 test-localstack: $(DEV)
-	@if ! $(BIN)/python -m labapp.localstack python >/dev/null; then \
+	@if ! $(BIN)/labapp localstack python >/dev/null; then \
 	    if [ -n "$$CI" ]; then echo "CI must prove the LocalStack backend, but no Python >= 3.13 was found." >&2; exit 1; fi; \
 	    echo "No Python >= 3.13 here, so the LocalStack backend was not tested (the moto suite was)."; exit 0; \
 	fi
-	$(BIN)/python -m labapp.localstack install >/dev/null
+	$(BIN)/labapp localstack install >/dev/null
 	LAB_BACKEND=localstack $(BIN)/pytest -p no:cacheprovider $(CORE_TESTS)
 
 # Benchmarks, not timed tests: the daemon vs a plain boto3 loop, the simulator, 10,000 messages of chaos.
 bench: $(DEV)
 	$(BIN)/labapp bench
-	$(BIN)/python benchmarks/bench_simulate.py
-	$(BIN)/python benchmarks/fleet_vs_sim.py
-	$(BIN)/python benchmarks/chaos_10k.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -19,3 +19,11 @@ class PortInUseError(LabError):
 
 class NotRunningError(LabError):
     """A part of the lab that this call needs is not running."""
+
+
+class WaitTimeout(LabError):
+    """Something the lab waited for did not happen in time."""
+
+
+class ProcessFailed(LabError):
+    """A child process the lab started exited, or did not become ready in time."""

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
-from labapp.config import LAB_PROFILE, SqsdOptions
-from labapp.daemon import Daemon
-from labapp.emulator import Emulator
-from labapp.httpserver import HttpServer
-from labapp.queues import QueuePair, SqsClient, ensure_queues, sqs_client
-from labapp.worker import create_app
+from labapp.runtime.emulator import Emulator
+from labapp.runtime.servers import HttpServer
+from labapp.sqs.client import SqsClient, sqs_client
+from labapp.sqs.queues import QueuePair, ensure_queues
+from labapp.sqsd.daemon import Daemon
+from labapp.sqsd.options import LAB_PROFILE, SqsdOptions
+from labapp.worker import state as worker_state
+from labapp.worker.app import create_app
 
 # Tests never touch a learner's ~/.worker-tier-lab: state, ledgers and logs go to a private folder.
 os.environ["LAB_HOME"] = tempfile.mkdtemp(prefix="labapp-test-home-")
@@ -31,7 +33,7 @@ BACKEND = os.environ.get("LAB_BACKEND", "moto")
 def emulator() -> Iterator[Any]:
     """The SQS endpoint for the session: moto in-process, or LocalStack when LAB_BACKEND=localstack."""
     if BACKEND == "localstack":
-        from labapp.localstack import LocalStack
+        from labapp.runtime.localstack import LocalStack
 
         with Emulator(port=0) as probe:  # borrow a free port number
             port = probe.port
@@ -61,7 +63,7 @@ def worker(tmp_path: Path) -> Iterator[HttpServer]:
     app = create_app({"LEDGER_PATH": str(tmp_path / "ledger.sqlite"), "FAILURE_SEED": 7})
     with HttpServer(app, threads=24) as server:
         yield server
-    app.extensions["lab.ledger"].close()
+    worker_state.of(app).ledger.close()
 
 
 class RunningDaemon:

@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import pytest
 
-from labapp.emulator import free_port
+from labapp.runtime.ports import free_port
 
 pytestmark = pytest.mark.browser
 

@@ -1,4 +1,4 @@
-"""The committed deploy/ bundle matches what labapp.bundle generates, and it is a valid EB bundle."""
+"""The committed deploy/ bundle matches what labapp.cli.bundle generates, and it is a valid EB bundle."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labapp import bundle
-from labapp.config import AWS_DEFAULTS, NAMESPACE, OPTION_NAMES, WRONG_NAMES, load_ebextensions
-from labapp.cron import load_cron
+from labapp.cli import bundle
 from labapp.errors import ConfigError
+from labapp.sqsd.cron import load_cron
+from labapp.sqsd.ebextensions import load_ebextensions
+from labapp.sqsd.options import AWS_DEFAULTS, NAMESPACE, OPTION_NAMES, WRONG_NAMES
+from labapp.worker import state as worker_state
 
 DEPLOY = bundle.DEPLOY_DIR
-FIX = "run `python -m labapp.bundle` to regenerate deploy/"
+FIX = "run `python -m labapp.cli.bundle` to regenerate deploy/"
 
 
 def test_committed_deploy_files_match_the_generator() -> None:
@@ -81,7 +83,7 @@ def test_the_command_regenerates_a_drifted_copy(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "labapp.bundle",
+        "labapp.cli.bundle",
         "--dest",
         str(tmp_path),
         "--zip",
@@ -93,7 +95,7 @@ def test_the_command_regenerates_a_drifted_copy(tmp_path: Path) -> None:
     assert bundle.drift(tmp_path) == ["Procfile"]
     names = zipfile.ZipFile(tmp_path / "b.zip").namelist()
     assert {"Procfile", "application.py", "cron.yaml", ".ebextensions/sqsd.config"} <= set(names)
-    assert "labapp/worker.py" in names and not any("__pycache__" in n for n in names)
+    assert "labapp/worker/app.py" in names and not any("__pycache__" in n for n in names)
 
 
 def test_the_entry_point_serves_tasks_and_hides_lab_controls(
@@ -114,4 +116,4 @@ def test_the_entry_point_serves_tasks_and_hides_lab_controls(
         assert client.get("/_lab/health", environ_overrides=local).status_code == 200
         assert client.put("/_lab/failures", json={"crash": True}, environ_overrides=local).status_code == 404
     finally:
-        namespace["_app"].extensions["lab.ledger"].close()  # type: ignore[attr-defined]
+        worker_state.of(namespace["_app"]).ledger.close()  # type: ignore[attr-defined]

@@ -19,11 +19,11 @@ import pytest
 import requests
 
 from labapp.chaos import ChaosLab, run_combined
-from labapp.chaos_common import CHAOS_PROFILE
-from labapp.emulator import Emulator
-from labapp.faults import TcpProxy
-from labapp.queues import sqs_client
-from labapp.reconcile import Report, plan_messages, reconcile
+from labapp.chaos.faults import TcpProxy
+from labapp.chaos.profile import CHAOS_PROFILE
+from labapp.chaos.reconcile import Report, plan_messages, reconcile
+from labapp.runtime.emulator import Emulator
+from labapp.sqs.client import sqs_client
 
 pytestmark = pytest.mark.slow
 

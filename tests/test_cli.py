@@ -17,9 +17,10 @@ import pytest
 import requests
 
 from labapp.cli import main
-from labapp.emulator import free_port
-from labapp.queues import ensure_queues, sqs_client
-from labapp.stack import read_state
+from labapp.runtime.background import read_state
+from labapp.runtime.ports import free_port
+from labapp.sqs.client import sqs_client
+from labapp.sqs.queues import ensure_queues
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

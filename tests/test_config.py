@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from labapp.config import (
+from labapp.errors import ConfigError, LabError
+from labapp.sqsd.ebextensions import load_ebextensions
+from labapp.sqsd.options import (
     AWS_DEFAULTS,
     LAB_PROFILE,
     NAMESPACE,
     OPTION_NAMES,
     RANGES,
     SqsdOptions,
-    load_ebextensions,
     parse_overrides,
     with_options,
 )
-from labapp.errors import ConfigError, LabError
 
 # REFERENCE.md §2, copied by hand so that a change to a default has to change this table too.
 REFERENCE_DEFAULTS = {

@@ -17,13 +17,16 @@ from typing import Any
 
 import pytest
 
-from labapp.config import LAB_PROFILE, SqsdOptions
-from labapp.daemon import Daemon, DaemonEvent
-from labapp.emulator import Emulator
 from labapp.errors import ConfigError
-from labapp.httpserver import HttpServer
-from labapp.inspector import RecordedRequest
-from labapp.queues import QueuePair, SqsClient, depth, ensure_queues, send_messages, sqs_client
+from labapp.runtime.emulator import Emulator
+from labapp.runtime.servers import HttpServer
+from labapp.sqs.client import SqsClient, sqs_client
+from labapp.sqs.queues import QueuePair, depth, ensure_queues, send_messages
+from labapp.sqsd.daemon import Daemon
+from labapp.sqsd.events import DaemonEvent
+from labapp.sqsd.options import LAB_PROFILE, SqsdOptions
+from labapp.worker import state as worker_state
+from labapp.worker.inspector import RecordedRequest
 
 # Fast retries: a failed message is visible again at once, so a retry takes one receive.
 FAST_RETRY = LAB_PROFILE.replace(ErrorVisibilityTimeout=0, VisibilityTimeout=30)
@@ -35,7 +38,7 @@ def order(order_id: str) -> str:
 
 def requests_for(worker: HttpServer, message_id: str) -> list[RecordedRequest]:
     return [
-        r for r in worker.app.extensions["lab.inspector"].last() if r.header("X-Aws-Sqsd-Msgid") == message_id
+        r for r in worker_state.of(worker.app).inspector.last() if r.header("X-Aws-Sqsd-Msgid") == message_id
     ]
 
 
@@ -142,7 +145,7 @@ def test_retry_waits_error_visibility_timeout_not_visibility_timeout(
     run_daemon: Callable[..., Any],
     wait_for: Callable[..., Any],
 ) -> None:
-    worker.app.extensions["lab.failures"].update(error_rate=1.0, status=503)
+    worker_state.of(worker.app).failures.update(error_rate=1.0, status=503)
     message_id = sqs.send_message(QueueUrl=queues.url, MessageBody=order("evt-1"))["MessageId"]
     options = LAB_PROFILE.replace(ErrorVisibilityTimeout=1, VisibilityTimeout=60)
     run_daemon(queues.url, worker.url, options)
@@ -164,7 +167,7 @@ def test_worker_slower_than_inactivity_timeout_fails_and_is_retried(
     run_daemon: Callable[..., Any],
     wait_for: Callable[..., Any],
 ) -> None:
-    failures = worker.app.extensions["lab.failures"]
+    failures = worker_state.of(worker.app).failures
     failures.update(latency_ms=1500)
     message_id = sqs.send_message(QueueUrl=queues.url, MessageBody=order("slow-1"))["MessageId"]
     # ErrorVisibilityTimeout=1 leaves a second to heal the worker before the retry arrives.
@@ -178,7 +181,7 @@ def test_worker_slower_than_inactivity_timeout_fails_and_is_retried(
     wait_for(lambda: events(running, "deleted", message_id), timeout=10)
     assert [e.receive_count for e in events(running, "posted", message_id)] == [1, 2]
     # The slow first attempt still finished on the worker: a duplicate delivery, applied once.
-    ledger = worker.app.extensions["lab.ledger"]
+    ledger = worker_state.of(worker.app).ledger
     wait_for(lambda: ledger.deliveries().get("order:slow-1") == 2)
     assert ledger.applications() == {"order:slow-1": 1}
 
@@ -242,7 +245,7 @@ def test_message_older_than_retention_is_deleted_unposted(
     wait_for(lambda: events(running, "dropped_by_retention", message_id))
     running.stop()
     assert "posted" not in running.kinds()
-    assert worker.app.extensions["lab.inspector"].last() == []
+    assert worker_state.of(worker.app).inspector.last() == []
     assert running.daemon.counts["dropped"] == 1
     d = depth(sqs, queues)
     assert (d.visible, d.in_flight, d.dead_letter) == (0, 0, 0)
@@ -287,7 +290,7 @@ def test_poison_message_goes_to_the_dlq_after_max_retries_and_blocks_nothing(
     running = run_daemon(queues.url, worker.url, FAST_RETRY)
     running.daemon.subscribe(note_dlq)
     wait_for(lambda: depth(sqs, queues).dead_letter == 1, timeout=15)
-    ledger = worker.app.extensions["lab.ledger"]
+    ledger = worker_state.of(worker.app).ledger
     wait_for(lambda: ledger.summary()["applied"] == len(good))
     running.stop()
 
@@ -322,7 +325,7 @@ def test_connection_limit_is_never_exceeded_and_is_reached(
             asked.append((params["MaxNumberOfMessages"], holder["daemon"].free_connections))
 
     client.meta.events.register("provide-client-params.sqs.ReceiveMessage", note)
-    worker.app.extensions["lab.failures"].update(latency_ms=300)
+    worker_state.of(worker.app).failures.update(latency_ms=300)
     send_messages(client, queues.url, [order(f"c-{i}") for i in range(12)])
     running = run_daemon_with(client, queues.url, worker.url, LAB_PROFILE.replace(HttpConnections=3))
     holder["daemon"] = running.daemon
@@ -332,11 +335,11 @@ def test_connection_limit_is_never_exceeded_and_is_reached(
     )
     wait_for(lambda: running.kinds().count("deleted") == 12, timeout=20)
 
-    concurrency = worker.app.extensions["lab.concurrency"].snapshot()
+    concurrency = worker_state.of(worker.app).concurrency.snapshot()
     assert concurrency["peak"] == 3  # reached, never exceeded
     assert max(in_flight_at_post) <= 3
     assert asked and all(0 < want <= free for want, free in asked)
-    assert worker.app.extensions["lab.ledger"].summary()["applied"] == 12
+    assert worker_state.of(worker.app).ledger.summary()["applied"] == 12
 
 
 def test_counts_stay_exact_under_many_threads(
@@ -472,7 +475,7 @@ def test_failed_deletes_are_duplicates_later_and_do_not_slow_receiving(
         daemon = Daemon(client, LAB_PROFILE, queue_url=pair.url, http_url=worker.url)
         errors: list[DaemonEvent] = []
         daemon.subscribe(lambda e: errors.append(e) if e.kind == "sqs_error" else None)
-        worker.app.extensions["lab.failures"].update(latency_ms=400)
+        worker_state.of(worker.app).failures.update(latency_ms=400)
         try:
             received = 0
             while received < 4:
@@ -484,7 +487,7 @@ def test_failed_deletes_are_duplicates_later_and_do_not_slow_receiving(
     assert len(errors) == 4
     assert all(e.detail.startswith("delete:") for e in errors)
     assert daemon.counts["deleted"] == 0
-    assert worker.app.extensions["lab.ledger"].summary()["applied"] == 4
+    assert worker_state.of(worker.app).ledger.summary()["applied"] == 4
     assert daemon.backoff_delay() == 0.0  # no receive failed
 
 
@@ -499,7 +502,7 @@ def test_sigterm_finishes_in_flight_posts_and_loses_nothing(
 ) -> None:
     n = 10
     inactivity = 5
-    worker.app.extensions["lab.failures"].update(latency_ms=1000)
+    worker_state.of(worker.app).failures.update(latency_ms=1000)
     send_messages(sqs, queues.url, [order(f"term-{i}") for i in range(n)])
     command = [
         sys.executable, "-m", "labapp", "daemon",
@@ -518,7 +521,7 @@ def test_sigterm_finishes_in_flight_posts_and_loses_nothing(
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     try:
-        concurrency = worker.app.extensions["lab.concurrency"]
+        concurrency = worker_state.of(worker.app).concurrency
         wait_for(lambda: concurrency.snapshot()["now"] >= 2, timeout=20)  # mid-batch
         process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -535,8 +538,8 @@ def test_sigterm_finishes_in_flight_posts_and_loses_nothing(
     assert "stopped cleanly" in output
 
     # Every POST that reached the worker was answered 200 and applied exactly once.
-    ledger = worker.app.extensions["lab.ledger"]
-    recorded = worker.app.extensions["lab.inspector"].last()
+    ledger = worker_state.of(worker.app).ledger
+    recorded = worker_state.of(worker.app).inspector.last()
     assert recorded and {r.status for r in recorded} == {200}
     applied = ledger.applications()
     assert set(ledger.deliveries().values()) == {1}

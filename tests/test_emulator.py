@@ -11,10 +11,13 @@ import pytest
 import requests
 from botocore.exceptions import EndpointConnectionError
 
-from labapp.emulator import HOST, Emulator, identify, port_is_free
 from labapp.errors import PortInUseError
-from labapp.httpserver import HttpServer
-from labapp.queues import sqs_client
+from labapp.runtime.emulator import Emulator
+from labapp.runtime.endpoint import identify
+from labapp.runtime.ports import port_is_free
+from labapp.runtime.servers import HttpServer
+from labapp.settings import HOST
+from labapp.sqs.client import sqs_client
 
 
 @pytest.mark.skipif(

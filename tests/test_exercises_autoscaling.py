@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from labapp import checks, exercises_autoscaling  # noqa: F401 - importing registers 07.x
-from labapp.scaling import TargetTrackingPolicy, ThresholdPolicy
+from labapp.course.checks import core as checks
+from labapp.course.checks import nb07  # noqa: F401 - importing registers 07.x
+from labapp.scaling.policies import TargetTrackingPolicy, ThresholdPolicy
 
 
 def check(exercise_id: str, **answers: Any) -> checks.Outcome:

@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 
-from labapp import checks, lessons
-from labapp import exercises_periodic as periodic
-from labapp.cron import UTC, load_cron, parse_cron_yaml
+from labapp import course
+from labapp.course import nb08 as periodic
+from labapp.course.checks import core as checks
+from labapp.course.checks import nb08  # noqa: F401 - importing registers 08.x
 from labapp.errors import ConfigError
-from labapp.periodic import Lease, Scheduler
-from labapp.queues import QueuePair, SqsClient, sqs_client
+from labapp.sqs.client import SqsClient, sqs_client
+from labapp.sqs.queues import QueuePair
+from labapp.sqsd.cron import UTC, load_cron, parse_cron_yaml
+from labapp.sqsd.periodic import Lease, Scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "08_periodic_tasks.ipynb"
@@ -49,11 +52,11 @@ def answer(exercise_id: str, learner: bool = False) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def lab(emulator: Any) -> Iterator[lessons.LessonLab]:
+def lab(emulator: Any) -> Iterator[course.Lab]:
     """The notebook's lab, on the session's endpoint (checks start their sandboxes there too)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LAB_ENDPOINT_URL", emulator.url)
-        box = lessons.LessonLab("t08").start()
+        box = course.Lab("t08").start()
         try:
             yield box
         finally:
@@ -61,7 +64,7 @@ def lab(emulator: Any) -> Iterator[lessons.LessonLab]:
 
 
 @pytest.fixture
-def check(lab: lessons.LessonLab) -> Callable[..., checks.Outcome]:
+def check(lab: course.Lab) -> Callable[..., checks.Outcome]:
     """check('08.1', cleanup_cron=...) runs one checker with these notebook variables."""
 
     def run(exercise_id: str, **namespace: Any) -> checks.Outcome:

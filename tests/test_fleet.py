@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labapp.emulator import Emulator
 from labapp.errors import ConfigError
-from labapp.fleet import (
+from labapp.runtime.emulator import Emulator
+from labapp.runtime.instance import InstanceProcess as ProcessHandle
+from labapp.scaling.fleet import (
     WITHIN_ONE_SHARE,
     FleetController,
     LiveTimeline,
@@ -21,9 +22,9 @@ from labapp.fleet import (
     agreement,
     policy_period,
 )
-from labapp.instance import ProcessHandle
-from labapp.scaling import Decision, FleetState, Metrics, TargetTrackingPolicy, ThresholdPolicy
-from labapp.simulate import ScalingEvent, simulate, spike
+from labapp.scaling.policies import Decision, FleetState, Metrics, TargetTrackingPolicy, ThresholdPolicy
+from labapp.scaling.simulate import ScalingEvent, simulate
+from labapp.scaling.traffic import lab_flash_sale, spike
 
 
 class Clock:
@@ -46,7 +47,7 @@ class FakeInstance:
     def booted(self) -> bool:
         return self.is_booted
 
-    def start(self) -> None:
+    def enter_service(self) -> None:
         self.started = True
 
     def terminate(self) -> None:
@@ -261,7 +262,7 @@ def test_live_fleet_follows_the_simulator_through_a_flash_sale(
 ) -> None:
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     # Scaled: 3 messages a minute, 18 a minute for 10 minutes from minute 6; an instance does 5 a minute.
-    arrivals = spike(3 / 60, 18 / 60, 6 * 60, 10 * 60, 30 * 60, seed=3)
+    arrivals = lab_flash_sale()
     policy = TargetTrackingPolicy(TargetValue=10, InstanceWarmup=120, MaxSize=5, ScaleInDatapoints=3)
     fleet = FleetController(policy, arrivals, endpoint_url=emulator.url, time_scale=60)
     began = time.monotonic()

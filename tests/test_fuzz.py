@@ -21,12 +21,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from labapp.config import OPTION_NAMES, RANGES, SqsdOptions, with_options
-from labapp.daemon import Daemon
 from labapp.errors import ConfigError, LabError
-from labapp.httpserver import HttpServer
-from labapp.post import header_value
-from labapp.queues import QueuePair, SqsClient, ensure_queues, send_messages, string_attributes
+from labapp.runtime.servers import HttpServer
+from labapp.sqs.client import SqsClient
+from labapp.sqs.queues import QueuePair, ensure_queues, send_messages, string_attributes
+from labapp.sqsd.daemon import Daemon
+from labapp.sqsd.options import OPTION_NAMES, RANGES, SqsdOptions, with_options
+from labapp.sqsd.post import header_value
+from labapp.worker import state as worker_state
 
 FUZZ = settings(
     deadline=None,
@@ -121,7 +123,7 @@ class Pipeline:
                 break
         records = [
             r
-            for r in self.worker.app.extensions["lab.inspector"].last()
+            for r in worker_state.of(self.worker.app).inspector.last()
             if r.header("X-Aws-Sqsd-Msgid") == message_id
         ]
         responses = [e for e in self.events if e.kind == "response" and e.message_id == message_id]
@@ -279,7 +281,7 @@ def test_the_daemon_loop_survives_every_odd_body_at_once(
     assert running.thread.is_alive() and running.daemon.state == "running"
     assert deleted == 2, "the two valid orders are deleted"
     assert sorted(dead) == sorted(odd[:-2]), "every other message is in the DLQ"
-    statuses = {r.status for r in worker.app.extensions["lab.inspector"].last()}
+    statuses = {r.status for r in worker_state.of(worker.app).inspector.last()}
     assert statuses <= {200, 400}
     running.stop()
     assert running.daemon.state == "stopped"
@@ -451,7 +453,7 @@ def test_failure_settings_never_crash_the_worker(worker: HttpServer, payload: An
         if reply.status_code == 400:
             assert reply.get_json()["error"]
     finally:
-        worker.app.extensions["lab.failures"].reset()
+        worker_state.of(worker.app).failures.reset()
 
 
 RANGE_NAMES = sorted(RANGES)

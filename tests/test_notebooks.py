@@ -15,9 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import labapp
-from labapp import checks, progress
-from labapp.emulator import free_port
+import labapp.course.checks
+from labapp.course import progress
+from labapp.course.checks import core as checks
+from labapp.runtime.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -35,10 +36,10 @@ def _names(paths: list[Path]) -> list[str]:
 
 
 def _load_exercise_modules() -> None:
-    """Import every labapp module, so exercises registered outside checks.py (07, 08) are known too."""
-    for module in pkgutil.iter_modules(labapp.__path__):
-        if module.name not in ("__main__", "cli"):
-            importlib.import_module(f"labapp.{module.name}")
+    """Import every notebook's checks, so all exercises are registered."""
+    for module in pkgutil.iter_modules(labapp.course.checks.__path__):
+        if module.name.startswith("nb"):
+            importlib.import_module(f"labapp.course.checks.{module.name}")
 
 
 def _code_cells(path: Path) -> list[nbformat.NotebookNode]:

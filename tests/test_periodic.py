@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from labapp.cron import CronSchedule, load_cron, next_times, parse_cron_yaml
 from labapp.errors import ConfigError
-from labapp.httpserver import HttpServer
-from labapp.periodic import TASK_BODY, Lease, Scheduler
-from labapp.queues import QueuePair, SqsClient, drain
+from labapp.runtime.servers import HttpServer
+from labapp.sqs.client import SqsClient
+from labapp.sqs.queues import QueuePair, drain
+from labapp.sqsd.cron import CronSchedule, load_cron, next_times, parse_cron_yaml
+from labapp.sqsd.periodic import TASK_BODY, Lease, Scheduler
+from labapp.worker import state as worker_state
 
 UTC = dt.timezone.utc
 
@@ -326,7 +328,7 @@ def test_a_scheduled_task_reaches_the_worker_as_an_empty_post(
     [run] = scheduler.tick()
     run_daemon(queues.url, worker.url)
 
-    inspector = worker.app.extensions["lab.inspector"]
+    inspector = worker_state.of(worker.app).inspector
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         done = [r for r in inspector.last() if r.path == "/tasks/nightly-report" and r.status == 200]
@@ -339,4 +341,4 @@ def test_a_scheduled_task_reaches_the_worker_as_an_empty_post(
     assert request.header("X-Aws-Sqsd-Scheduled-At") == "2024-05-01T03:00:00Z"
     assert request.header("X-Aws-Sqsd-Path") == "/tasks/nightly-report"
     assert request.header("X-Aws-Sqsd-Msgid") == run.message_id
-    assert worker.app.extensions["lab.ledger"].applied("task:nightly-report:2024-05-01T03:00:00Z")
+    assert worker_state.of(worker.app).ledger.applied("task:nightly-report:2024-05-01T03:00:00Z")

@@ -11,20 +11,16 @@ from typing import Any
 
 import pytest
 
-from labapp.config import LAB_PROFILE
-from labapp.daemon import DaemonEvent
-from labapp.emulator import Emulator
-from labapp.httpserver import HttpServer
-from labapp.inspector import RecordedRequest
-from labapp.post import (
-    SIGNATURE_HEADER,
-    USER_AGENT,
-    build_post,
-    header_value,
-    iso_utc,
-    sign,
-)
-from labapp.queues import QueuePair, SqsClient, send_messages, sqs_client
+from labapp.runtime.emulator import Emulator
+from labapp.runtime.servers import HttpServer
+from labapp.signature import SIGNATURE_HEADER, sign
+from labapp.sqs.client import SqsClient, sqs_client
+from labapp.sqs.queues import QueuePair, send_messages
+from labapp.sqsd.events import DaemonEvent
+from labapp.sqsd.options import LAB_PROFILE
+from labapp.sqsd.post import USER_AGENT, build_post, header_value, iso_utc
+from labapp.worker import state as worker_state
+from labapp.worker.inspector import RecordedRequest
 
 ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 SQS_MAX_MESSAGE_BYTES = 262_144
@@ -35,7 +31,7 @@ def order(order_id: str, **extra: Any) -> str:
 
 
 def recorded(worker: HttpServer) -> list[RecordedRequest]:
-    return list(worker.app.extensions["lab.inspector"].last())
+    return list(worker_state.of(worker.app).inspector.last())
 
 
 def for_message(worker: HttpServer, message_id: str) -> list[RecordedRequest]:
@@ -335,7 +331,7 @@ def test_signature_end_to_end(
     run_daemon: Callable[..., Any],
     wait_for: Callable[..., Any],
 ) -> None:
-    from labapp.worker import create_app
+    from labapp.worker.app import create_app
 
     app = create_app({"LEDGER_PATH": str(tmp_path / "l.sqlite"), "SHARED_SECRET": "s3cret"})
     with HttpServer(app) as server:
@@ -350,6 +346,6 @@ def test_signature_end_to_end(
             lambda: [e for e in unsigned.events if e.kind == "response" and e.status is not None]
         )
         assert events[0].status == 401
-        assert app.extensions["lab.ledger"].applied("order:sig-ok")
-        assert not app.extensions["lab.ledger"].applied("order:sig-missing")
-    app.extensions["lab.ledger"].close()
+        assert worker_state.of(app).ledger.applied("order:sig-ok")
+        assert not worker_state.of(app).ledger.applied("order:sig-missing")
+    worker_state.of(app).ledger.close()

@@ -11,21 +11,18 @@ from typing import Any
 import pytest
 
 from labapp.errors import EndpointError, LabError
-from labapp.queues import (
-    ALLOW_AWS_ENV,
-    LOCAL_HOSTS_ENV,
+from labapp.settings import ALLOW_AWS_ENV, LOCAL_HOSTS_ENV
+from labapp.sqs.client import SqsClient, is_local, sqs_client
+from labapp.sqs.queues import (
     QueuePair,
-    SqsClient,
     depth,
     ensure_queues,
-    is_local,
     lookup_queues,
     move_messages,
     peek,
     purge,
     redrive,
     send_messages,
-    sqs_client,
     string_attributes,
 )
 

@@ -22,17 +22,20 @@ from typing import Any
 
 import pytest
 
-from labapp.chaos import ChaosLab
-from labapp.chaos_common import CHAOS_PROFILE
-from labapp.config import LAB_PROFILE
-from labapp.daemon import Daemon
-from labapp.emulator import Emulator
+from labapp.chaos.harness import ChaosLab
+from labapp.chaos.profile import CHAOS_PROFILE
+from labapp.chaos.reconcile import plan_messages
 from labapp.errors import EndpointError
-from labapp.httpserver import HttpServer
-from labapp.post import SIGNATURE_HEADER, build_post
-from labapp.queues import QueuePair, SqsClient, ensure_queues, send_messages, sqs_client
-from labapp.reconcile import plan_messages
-from labapp.worker import create_app
+from labapp.runtime.emulator import Emulator
+from labapp.runtime.servers import HttpServer
+from labapp.signature import SIGNATURE_HEADER
+from labapp.sqs.client import SqsClient, sqs_client
+from labapp.sqs.queues import QueuePair, ensure_queues, send_messages
+from labapp.sqsd.daemon import Daemon
+from labapp.sqsd.options import LAB_PROFILE
+from labapp.sqsd.post import build_post
+from labapp.worker import state as worker_state
+from labapp.worker.app import create_app
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_KEY_ID = "AKIA" + "Q7XW3EXAMPLEZ5RT"  # AKIA + 16 uppercase letters and digits, like a real one
@@ -311,7 +314,7 @@ def test_the_worker_refuses_other_machines_by_default(tmp_path: Path, address: s
     ):
         reply = getattr(client, method)(path, data=order(), environ_base={"REMOTE_ADDR": address})
         assert reply.status_code == 403, (method, path)
-    assert app.extensions["lab.ledger"].summary()["applied"] == 0
+    assert worker_state.of(app).ledger.summary()["applied"] == 0
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.9.9.9", "::1"])
@@ -336,7 +339,7 @@ def test_the_shared_secret_is_off_by_default_and_documented(tmp_path: Path) -> N
     assert SIGNATURE_HEADER not in build_post(message, "q", LAB_PROFILE).headers
     assert SIGNATURE_HEADER in build_post(message, "q", LAB_PROFILE, secret="s").headers
     assert "LAB_SHARED_SECRET" in (REPO / "README.md").read_text()
-    app.extensions["lab.ledger"].close()
+    worker_state.of(app).ledger.close()
 
 
 @pytest.fixture
@@ -344,7 +347,7 @@ def signed_worker(tmp_path: Path) -> Iterator[HttpServer]:
     app = create_app({"LEDGER_PATH": str(tmp_path / "ledger.sqlite"), "SHARED_SECRET": "the-right-one"})
     with HttpServer(app) as server:
         yield server
-    app.extensions["lab.ledger"].close()
+    worker_state.of(app).ledger.close()
 
 
 @pytest.mark.parametrize(
@@ -374,7 +377,7 @@ def test_the_shared_secret_end_to_end(
     assert counts[: options.MaxRetries] == list(range(1, options.MaxRetries + 1))
     dlq = wait_for(lambda: sqs.receive_message(QueueUrl=queues.dlq_url, WaitTimeSeconds=1).get("Messages"))
     assert dlq[0]["MessageId"] == message_id
-    assert signed_worker.app.extensions["lab.ledger"].summary()["applied"] == 0
+    assert worker_state.of(signed_worker.app).ledger.summary()["applied"] == 0
 
 
 # -- JupyterLab keeps its token ----------------------------------------------------------------------

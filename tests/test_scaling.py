@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from labapp.errors import ConfigError
-from labapp.scaling import (
+from labapp.scaling.policies import (
     EB_ASG_DEFAULTS,
     EB_MEASURE_NAMES,
     EB_TRIGGER_DEFAULTS,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labapp.errors import ConfigError
-from labapp.scaling import (
+from labapp.scaling.policies import (
     Decision,
     FleetState,
     Metrics,
@@ -20,16 +20,8 @@ from labapp.scaling import (
     ThresholdPolicy,
     target_from_latency,
 )
-from labapp.simulate import (
-    ScalingEvent,
-    Timeline,
-    bursty,
-    diurnal,
-    from_csv,
-    simulate,
-    spike,
-    steady,
-)
+from labapp.scaling.simulate import ScalingEvent, Timeline, simulate
+from labapp.scaling.traffic import bursty, diurnal, from_csv, spike, steady
 
 # Deterministic service: no jitter, so an instance starts exactly http_connections / processing_time_s a second.
 EXACT: dict[str, Any] = {"processing_time_s": 1.0, "processing_jitter": 0.0}

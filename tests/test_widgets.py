@@ -14,11 +14,11 @@ import ipywidgets
 import pytest
 
 from labapp import widgets
-from labapp.emulator import free_port
+from labapp.course.lab import Lab
 from labapp.errors import EndpointError
-from labapp.lab import Lab
-from labapp.post import ARTICLE_FORM_WARNING
-from labapp.queues import Depth
+from labapp.runtime.ports import free_port
+from labapp.sqs.queues import Depth
+from labapp.sqsd.post import ARTICLE_FORM_WARNING
 from labapp.widgets._common import LatestWins
 from labapp.widgets.composer import Composer
 from labapp.widgets.dashboard import Dashboard
@@ -26,6 +26,7 @@ from labapp.widgets.dlq import SELECTED_METHOD, DlqExplorer
 from labapp.widgets.injector import FailureInjector
 from labapp.widgets.inspector_view import PostInspector, body_text
 from labapp.widgets.tuner import ScalingTuner
+from labapp.worker import state as worker_state
 
 STRICT_PURGE = "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR"
 ORDER = '{"type": "order", "order_id": "W-1", "amount": 5}'
@@ -58,7 +59,7 @@ def lab(running_lab: Lab) -> Iterator[Lab]:
     if running_lab.daemon is None:
         running_lab.start_daemon()
     running_lab.wait_until_idle()
-    running_lab.worker.app.extensions["lab.inspector"].clear()  # type: ignore[union-attr]
+    worker_state.of(running_lab.worker.app).inspector.clear()  # type: ignore[union-attr]
     yield running_lab
     running_lab.heal()
     if running_lab.daemon is None:

@@ -18,18 +18,19 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from labapp.errors import ConfigError
-from labapp.failures import Failures, FailureSwitch
-from labapp.httpserver import HttpServer
-from labapp.ledger import Ledger
-from labapp.post import SIGNATURE_HEADER, sign
-from labapp.worker import create_app
+from labapp.runtime.servers import HttpServer
+from labapp.signature import SIGNATURE_HEADER, sign
+from labapp.worker import state as worker_state
+from labapp.worker.app import create_app
+from labapp.worker.failures import Failures, FailureSwitch
+from labapp.worker.ledger import Ledger
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"LEDGER_PATH": str(tmp_path / "ledger.sqlite"), "FAILURE_SEED": 7})
     yield app
-    app.extensions["lab.ledger"].close()
+    worker_state.of(app).ledger.close()
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_scenario_applies_once(
     assert second.status_code == 200  # a duplicate is still a success: the message must be deleted
     assert second.json["result"] == "duplicate"
     assert second.json["applied"] == 0
-    ledger: Ledger = app.extensions["lab.ledger"]
+    ledger: Ledger = worker_state.of(app).ledger
     assert ledger.applications() == dict.fromkeys(business_ids, 1)
     assert ledger.deliveries() == dict.fromkeys(business_ids, 2)
     assert ledger.summary() == {
@@ -124,7 +125,7 @@ def test_bad_input_is_400_with_one_line_reason(
     error = response.json["error"]
     assert reason in error
     assert "\n" not in error
-    assert app.extensions["lab.ledger"].summary()["deliveries"] == 0
+    assert worker_state.of(app).ledger.summary()["deliveries"] == 0
 
 
 def test_odd_receive_count_header_is_not_a_server_error(client: FlaskClient) -> None:
@@ -150,7 +151,7 @@ def test_non_loopback_requests_are_refused(tmp_path: Path, client: FlaskClient) 
     assert client.post("/", data=body, environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
     open_app = create_app({"LEDGER_PATH": str(tmp_path / "open.sqlite"), "ALLOW_REMOTE": True})
     assert open_app.test_client().post("/", data=body, environ_base=remote).status_code == 200
-    open_app.extensions["lab.ledger"].close()
+    worker_state.of(open_app).ledger.close()
 
 
 def test_shared_secret_signature(tmp_path: Path) -> None:
@@ -169,8 +170,8 @@ def test_shared_secret_signature(tmp_path: Path) -> None:
     tampered = client.post("/", data=body + b" ", headers=good)
     assert tampered.status_code == 401
     assert client.get("/_lab/health").status_code == 200  # controls need no signature
-    assert app.extensions["lab.ledger"].summary()["deliveries"] == 1
-    app.extensions["lab.ledger"].close()
+    assert worker_state.of(app).ledger.summary()["deliveries"] == 1
+    worker_state.of(app).ledger.close()
 
 
 # -- failure injection -----------------------------------------------------------------------------------
@@ -195,12 +196,12 @@ def test_failures_validate_and_name_the_field() -> None:
 def test_error_rate_is_reproducible_with_a_seed(tmp_path: Path) -> None:
     def pattern(seed: int) -> list[int]:
         app = create_app({"LEDGER_PATH": str(tmp_path / f"{seed}.sqlite"), "FAILURE_SEED": seed})
-        app.extensions["lab.failures"].update(error_rate=0.5, status=503)
+        worker_state.of(app).failures.update(error_rate=0.5, status=503)
         client = app.test_client()
         codes = [
             post(client, {"type": "order", "order_id": f"e-{i}", "amount": 1}).status_code for i in range(30)
         ]
-        app.extensions["lab.ledger"].close()
+        worker_state.of(app).ledger.close()
         return codes
 
     first = pattern(7)
@@ -214,7 +215,7 @@ def test_status_and_latency_injection_and_control_api(app: Flask, client: FlaskC
     response = post(client, {"type": "order", "order_id": "f", "amount": 1})
     assert response.status_code == 429
     assert "injected failure 429" in response.json["error"]
-    assert app.extensions["lab.ledger"].summary()["deliveries"] == 0  # failed before any work
+    assert worker_state.of(app).ledger.summary()["deliveries"] == 0  # failed before any work
 
     assert client.put("/_lab/failures", json={"error_rate": 0, "latency_ms": 200}).json["latency_ms"] == 200
     started = time.monotonic()
@@ -256,11 +257,11 @@ def _post_in_thread(url: str, body: dict[str, Any], result: dict[str, Any]) -> t
 
 
 def test_hang_is_released_by_turning_it_off(worker: HttpServer, wait_for: Callable[..., Any]) -> None:
-    failures = worker.app.extensions["lab.failures"]
+    failures = worker_state.of(worker.app).failures
     failures.update(hang=True)
     result: dict[str, Any] = {}
     thread = _post_in_thread(worker.url + "/", {"type": "order", "order_id": "h", "amount": 1}, result)
-    concurrency = worker.app.extensions["lab.concurrency"]
+    concurrency = worker_state.of(worker.app).concurrency
     wait_for(lambda: concurrency.snapshot()["now"] == 1)
     thread.join(timeout=0.2)
     assert thread.is_alive()  # still hanging
@@ -273,20 +274,20 @@ def test_hang_is_released_by_turning_it_off(worker: HttpServer, wait_for: Callab
 def test_stopping_the_server_releases_a_hang(tmp_path: Path, wait_for: Callable[..., Any]) -> None:
     app = create_app({"LEDGER_PATH": str(tmp_path / "h.sqlite")})
     server = HttpServer(app).start()
-    app.extensions["lab.failures"].update(hang=True)
+    worker_state.of(app).failures.update(hang=True)
     result: dict[str, Any] = {}
     thread = _post_in_thread(server.url + "/", {"type": "order", "order_id": "h", "amount": 1}, result)
-    wait_for(lambda: app.extensions["lab.concurrency"].snapshot()["now"] == 1)
+    wait_for(lambda: worker_state.of(app).concurrency.snapshot()["now"] == 1)
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 3
     thread.join(timeout=5)
     assert not thread.is_alive()
-    app.extensions["lab.ledger"].close()
+    worker_state.of(app).ledger.close()
 
 
 def test_crash_in_process_closes_the_server_not_pytest(worker: HttpServer) -> None:
-    worker.app.extensions["lab.failures"].update(crash=True)
+    worker_state.of(worker.app).failures.update(crash=True)
     body = json.dumps({"type": "order", "order_id": "c", "amount": 1})
     with pytest.raises(requests.ConnectionError):
         requests.post(worker.url + "/", data=body, timeout=5)  # the connection drops, no answer
@@ -294,15 +295,15 @@ def test_crash_in_process_closes_the_server_not_pytest(worker: HttpServer) -> No
     assert not worker.running
     with pytest.raises(requests.ConnectionError):
         requests.post(worker.url + "/", data=body, timeout=5)  # and later connections are refused
-    assert worker.app.extensions["lab.ledger"].summary()["deliveries"] == 0
+    assert worker_state.of(worker.app).ledger.summary()["deliveries"] == 0
 
 
 CRASH_SCRIPT = """
 import json, sys, requests
-from labapp.worker import create_app
-from labapp.httpserver import HttpServer
+from labapp.runtime import HttpServer
+from labapp.worker import create_app, of
 app = create_app({"LEDGER_PATH": sys.argv[1]})
-app.extensions["lab.failures"].update(crash=True)
+of(app).failures.update(crash=True)
 body = json.dumps({"type": "order", "order_id": "c", "amount": 1})
 if sys.argv[2] == "app":
     app.test_client().post("/", data=body)
@@ -348,7 +349,7 @@ def test_inspector_keeps_the_raw_request(worker: HttpServer) -> None:
         while chunk := sock.recv(65536):
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 200")
-    [recorded] = worker.app.extensions["lab.inspector"].last()
+    [recorded] = worker_state.of(worker.app).inspector.last()
     assert recorded.request_line == "POST /raw/path?x=1 HTTP/1.1"
     assert [name for name, _ in recorded.headers] == [
         "Host",
@@ -369,7 +370,7 @@ def test_inspector_keeps_the_raw_request(worker: HttpServer) -> None:
 
 
 def test_inspector_records_binary_bodies_and_skips_controls(app: Flask, client: FlaskClient) -> None:
-    inspector = app.extensions["lab.inspector"]
+    inspector = worker_state.of(app).inspector
     seen: list[Any] = []
     unsubscribe = inspector.subscribe(seen.append)
     client.post("/", data=b"\xff\x00raw")
@@ -392,9 +393,9 @@ def test_inspector_keeps_only_the_last_n(tmp_path: Path) -> None:
     client = app.test_client()
     for i in range(5):
         client.post("/", data=f"body-{i}")
-    assert [r.body for r in app.extensions["lab.inspector"].last()] == [b"body-2", b"body-3", b"body-4"]
-    assert [r.body for r in app.extensions["lab.inspector"].last(1)] == [b"body-4"]
-    app.extensions["lab.ledger"].close()
+    assert [r.body for r in worker_state.of(app).inspector.last()] == [b"body-2", b"body-3", b"body-4"]
+    assert [r.body for r in worker_state.of(app).inspector.last(1)] == [b"body-4"]
+    worker_state.of(app).ledger.close()
 
 
 def test_ledger_survives_a_restart(tmp_path: Path) -> None:
@@ -424,6 +425,6 @@ def test_concurrent_duplicates_apply_once(worker: HttpServer) -> None:
     for thread in threads:
         thread.join()
     assert results == [200] * 12
-    ledger = worker.app.extensions["lab.ledger"]
+    ledger = worker_state.of(worker.app).ledger
     assert ledger.applications() == {"order:race": 1}
     assert ledger.deliveries() == {"order:race": 12}

@@ -26,8 +26,8 @@ SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
 
-from labapp.checks import split_solution  # noqa: E402
-from labapp.emulator import free_port  # noqa: E402
+from labapp.course.checks.core import split_solution  # noqa: E402
+from labapp.runtime.ports import free_port  # noqa: E402
 
 NBVAL_MARKER = "# NBVAL_"
 KEEP_CELL_METADATA = ("tags", "editable", "deletable")

@@ -31,7 +31,7 @@ def no_lab(what: str) -> w.HTML:
     """Return the one sentence a widget shows instead of itself when it has no running lab."""
     return w.HTML(
         f"<p>The {html.escape(what)} needs a running lab: run "
-        '<code>lab = labapp.lab.start("name")</code> first, then pass <code>lab</code> to it.</p>'
+        '<code>lab = course.start("name")</code> first, then pass <code>lab</code> to it.</p>'
     )
 
 

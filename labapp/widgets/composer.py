@@ -11,12 +11,11 @@ import ipywidgets as w
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
-from labapp.queues import send_messages
+from labapp.sqs import MAX_DELAY_S, send_messages
 from labapp.widgets._common import close_all, lab_running, line, no_lab
 
 DEFAULT_BODY = '{"type": "order", "order_id": "A-1", "amount": 10}'
 MAX_COUNT = 10_000
-MAX_DELAY_S = 900  # SQS's DelaySeconds limit
 SHOW_IDS = 10
 BATCH = 10  # send_messages reports progress once per SendMessageBatch
 

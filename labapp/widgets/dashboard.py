@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from matplotlib.ticker import MaxNLocator
 
 from labapp.errors import LabError
+from labapp.sqsd import EventKind
 from labapp.widgets._common import Ticker, close_all, figure_png, lab_running, line, new_figure, no_lab
 
 HZ = 4
@@ -147,7 +148,7 @@ class Dashboard(w.VBox):
         new = events[self._seen_events :]
         self._seen_events += len(new)
         for event in new:
-            if event.kind == "deleted":
+            if event.kind is EventKind.DELETED:
                 self.processed += 1
             elif event.kind == "retry_scheduled":
                 self.failed += 1

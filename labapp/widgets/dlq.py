@@ -12,7 +12,7 @@ import ipywidgets as w
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
-from labapp.queues import move_selected, purge
+from labapp.sqs import move_selected, purge
 from labapp.widgets._common import close_all, lab_running, line, no_lab
 
 PREVIEW_CHARS = 50

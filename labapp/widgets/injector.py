@@ -8,8 +8,8 @@ from typing import Any
 import ipywidgets as w
 
 from labapp.errors import LabError
-from labapp.failures import Failures
 from labapp.widgets._common import close_all, lab_running, line, no_lab
+from labapp.worker import Failures
 
 # 202 and 204 are here on purpose: sqsd deletes only on 200, so both are failures too.
 STATUSES = (500, 502, 503, 504, 400, 404, 429, 202, 204)

@@ -17,10 +17,9 @@ from urllib.parse import parse_qs
 
 import ipywidgets as w
 
-from labapp.config import SqsdOptions
-from labapp.inspector import RecordedRequest
-from labapp.post import ARTICLE_FORM_WARNING, build_post
+from labapp.sqsd import ARTICLE_FORM_WARNING, SqsdOptions, build_post
 from labapp.widgets._common import COLORS, Ticker, close_all, lab_running, line, no_lab
+from labapp.worker import RecordedRequest
 
 SHOW = 5
 MAX_BODY_CHARS = 4000

@@ -1,7 +1,7 @@
 """A scaling tuner: move a policy's sliders and watch backlog, instances and latency change at once.
 
 Every change submits the current settings to a background renderer that keeps only the newest
-request (a drag sends dozens), runs `labapp.simulate.simulate` and draws the timeline into an
+request (a drag sends dozens), runs `labapp.scaling.simulate` and draws the timeline into an
 Image widget. The simulator needs tens of milliseconds for hours of traffic, so it feels live.
 """
 
@@ -16,7 +16,7 @@ import ipywidgets as w
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from labapp import simulate as sim
+from labapp import scaling as sim
 from labapp.errors import ConfigError
 from labapp.scaling import Policy, TargetTrackingPolicy, ThresholdPolicy, target_from_latency
 from labapp.widgets._common import LatestWins, close_all, figure_png, line, new_figure

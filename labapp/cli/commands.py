@@ -1,0 +1,327 @@
+"""What each `labapp` command does; the parser is in cli/parser.py, error handling in cli/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from labapp import settings
+from labapp.errors import ConfigError, LabError
+from labapp.runtime.wait import stop_on_signals
+from labapp.sqsd.ebextensions import load_ebextensions
+from labapp.sqsd.options import AWS_DEFAULTS, LAB_PROFILE, parse_overrides, with_options
+from labapp.sqsd.post import ARTICLE_FORM_WARNING
+
+log = logging.getLogger("labapp")
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+def _attributes(pairs: Sequence[str]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--attr takes name=value, e.g. --attr customer=42; got {pair!r}.")
+        result[name] = value
+    return result
+
+
+def _context(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Return (sqs client, queue pair) of the running lab, or of --endpoint-url / --queue."""
+    from labapp.runtime.background import read_state
+    from labapp.runtime.stack import WORKER_QUEUE
+    from labapp.settings import endpoint_url as default_endpoint_url
+    from labapp.sqs.client import sqs_client
+    from labapp.sqs.queues import lookup_queues
+
+    state = read_state() or {}
+    endpoint = getattr(args, "endpoint_url", None) or state.get("endpoint_url") or default_endpoint_url()
+    name = getattr(args, "queue", None) or state.get("queue") or WORKER_QUEUE
+    sqs = sqs_client(endpoint)
+    return sqs, lookup_queues(sqs, name)
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    from labapp.runtime.background import read_state, spawn
+
+    running = read_state()
+    if running is not None:
+        print(f"The lab is already running: {running['backend']} SQS at {running['endpoint_url']}.")
+        return 0
+    started = time.perf_counter()
+    if args.backend == "localstack":
+        from labapp.runtime.localstack import install
+
+        install()
+    state = spawn(["--worker-port", str(args.worker_port), "--backend", args.backend], timeout=90)
+    took = time.perf_counter() - started
+    print(
+        f"Lab ready in {took:.1f}s: {state['backend']} SQS at {state['endpoint_url']}, queue {state['queue']}"
+    )
+    print(f"  worker {state['worker_url']}, daemon polling with the lab profile. Stop with `labapp down`.")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from labapp.runtime.background import serve_forever
+    from labapp.runtime.stack import Stack
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return serve_forever(Stack(LAB_PROFILE, worker_port=args.worker_port, backend=args.backend))
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from labapp.runtime.background import terminate
+
+    print("Lab stopped." if terminate() else "The lab was not running.")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import requests
+
+    from labapp.runtime.background import read_state
+    from labapp.sqs.queues import depth
+
+    state = read_state()
+    if state is None:
+        print("The lab is not running; start it with `labapp up`.", file=sys.stderr)
+        return 1
+    sqs, queues = _context(args)
+    d = depth(sqs, queues)
+    try:
+        health = requests.get(f"{state['worker_url']}/_lab/health", timeout=2).json()
+        worker = f"up at {state['worker_url']}, ledger {health['ledger']}"
+        daemon = health.get("daemon", "unknown")
+    except (requests.RequestException, ValueError):
+        worker, daemon = "NOT ANSWERING", "unknown"
+    rows = [
+        ("endpoint", f"{state['backend']} at {state['endpoint_url']}"),
+        ("queue", queues.name),
+        ("visible", d.visible),
+        ("in flight", d.in_flight),
+        ("delayed", d.delayed),
+        ("dead-letter queue", f"{d.dead_letter} in {queues.dlq_name}"),
+        ("worker", worker),
+        ("daemon", daemon),
+    ]
+    for key, value in rows:
+        print(f"{key:>18}: {value}")
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from labapp.sqs.queues import send_messages
+
+    if args.file:
+        body = Path(args.file).read_text(encoding="utf-8")
+    elif args.body is not None:
+        body = args.body
+    else:
+        raise ConfigError("send needs a message body or --file FILE.")
+    if args.count < 1:
+        raise ConfigError(f"--count must be 1 or more; got {args.count}.")
+    attributes = _attributes(args.attr)
+    sqs, queues = _context(args)
+    with tqdm(total=args.count, unit="msg", disable=args.count < 100 or args.quiet) as bar:
+        ids = send_messages(sqs, queues.url, [body] * args.count, attributes, args.delay, progress=bar.update)
+    if args.count == 1:
+        print(ids[0])
+    else:
+        print(f"Sent {len(ids)} messages to {queues.name} (first id {ids[0]}).")
+    return 0
+
+
+def _print_messages(messages: list[dict[str, Any]]) -> None:
+    if not messages:
+        print("(no messages visible)")
+    for message in messages:
+        attrs = message.get("Attributes", {})
+        print(f"{message['MessageId']}  receive_count={attrs.get('ApproximateReceiveCount', '?')}")
+        print(f"  body: {message['Body'][:200]}")
+        for name, value in (message.get("MessageAttributes") or {}).items():
+            print(f"  attr {name} = {value.get('StringValue', '<binary>')}")
+
+
+def cmd_peek(args: argparse.Namespace) -> int:
+    from labapp.sqs.queues import peek
+
+    sqs, queues = _context(args)
+    _print_messages(peek(sqs, queues.dlq_url if args.dlq else queues.url, args.n))
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from labapp.sqs.queues import peek, purge, redrive
+
+    sqs, queues = _context(args)
+    if args.action == "list":
+        _print_messages(peek(sqs, queues.dlq_url, 10))
+    elif args.action == "show":
+        found = [m for m in peek(sqs, queues.dlq_url, 10) if m["MessageId"] == args.message_id]
+        if not found:
+            raise LabError(f"No message {args.message_id} among the first ten in {queues.dlq_name}.")
+        print(json.dumps(found[0], indent=2))
+    elif args.action == "redrive":
+        how, moved = redrive(sqs, queues)
+        count = "all messages (asynchronously)" if moved < 0 else f"{moved} messages"
+        print(f"Redrove {count} from {queues.dlq_name} to {queues.name} using {how}.")
+    elif args.action == "purge":
+        purge(sqs, queues.dlq_url)
+        print(f"Purged {queues.dlq_name}.")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from labapp.cli.doctor import run_checks
+
+    checks = run_checks()
+    for check in checks:
+        print(f"{'ok ' if check.ok else 'FIX'} {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            print(f"    -> {check.fix}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    import requests
+
+    from labapp.runtime.background import read_state
+    from labapp.sqs.queues import purge
+
+    state = read_state()
+    if state is None:
+        print("The lab is not running; nothing to reset. Start it with `labapp up`.")
+        return 0
+    sqs, queues = _context(args)
+    purge(sqs, queues.url)
+    purge(sqs, queues.dlq_url)
+    requests.post(f"{state['worker_url']}/_lab/reset", timeout=5).raise_for_status()
+    print(f"Reset: {queues.name} and {queues.dlq_name} emptied, ledger cleared, injected failures off.")
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from labapp.sqs.client import sqs_client
+    from labapp.sqs.queues import ensure_queues
+    from labapp.sqsd.daemon import Daemon
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    options = load_ebextensions(args.config) if args.config else AWS_DEFAULTS
+    options = with_options(options, parse_overrides(args.option))
+    endpoint = args.endpoint_url or settings.configured_endpoint()
+    sqs = sqs_client(endpoint, read_timeout=args.wait_time_seconds + 10)
+    queue_url = args.queue_url or options.WorkerQueueURL
+    if args.queue_name:
+        # Like EB's auto-created worker queue: made on first use, with a DLQ after MaxRetries.
+        queue_url = ensure_queues(sqs, args.queue_name, options.MaxRetries, options.VisibilityTimeout).url
+    if args.encoding == "article-form":
+        log.warning("sqsd: %s", ARTICLE_FORM_WARNING)
+    daemon = Daemon(
+        sqs,
+        options,
+        queue_url=queue_url,
+        http_url=args.http_url,
+        encoding=args.encoding,
+        accept_any_2xx=args.accept_any_2xx,
+        wait_time_seconds=args.wait_time_seconds,
+        secret=settings.shared_secret(),
+    )
+    stop = stop_on_signals()  # only a command line installs signal handlers
+    scheduler = _cron_thread(args.cron, sqs, daemon.queue_url, stop) if args.cron else None
+    try:
+        daemon.run(stop)
+    finally:
+        daemon.close()
+        if scheduler is not None:
+            scheduler.join()
+    log.info("sqsd: stopped cleanly %s", daemon.counts)
+    return 0
+
+
+def _cron_thread(path: str, sqs: Any, queue_url: str, stop: threading.Event) -> threading.Thread:
+    """Start the cron.yaml scheduler next to the daemon; one leader per lease file, as EB elects one."""
+    from labapp.settings import lab_home
+    from labapp.sqsd.cron import load_cron
+    from labapp.sqsd.periodic import Lease, Scheduler
+
+    scheduler = Scheduler(sqs, queue_url, load_cron(path), lease=Lease(lab_home() / "cron-leader.sqlite"))
+    thread = threading.Thread(target=scheduler.run, args=(stop,), name="cron")
+    thread.start()
+    return thread
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from labapp.runtime.emulator import Emulator
+
+    with Emulator(port=args.port) as emulator:
+        print(f"moto SQS at {emulator.url}; Ctrl-C to stop.", flush=True)
+        stop = stop_on_signals()
+        stop.wait()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from labapp.runtime.servers import HttpServer
+    from labapp.settings import lab_home
+    from labapp.worker.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    app = create_app(
+        {
+            "LEDGER_PATH": args.ledger or str(lab_home() / "worker-ledger.sqlite"),
+            "ALLOW_REMOTE": settings.worker_allow_remote(),
+            "SHARED_SECRET": settings.shared_secret(),
+        }
+    )
+    stop = stop_on_signals()  # only a command line installs signal handlers
+    # A worker process really dies when told to crash; in a notebook the server only closes.
+    with HttpServer(app, port=args.port, host=args.host, threads=args.threads, crash="exit") as server:
+        print(f"worker at {server.url}", flush=True)
+        stop.wait()
+    return 0
+
+
+def cmd_instance(args: argparse.Namespace) -> int:
+    from labapp.runtime.instance import run_instance
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return run_instance(args.endpoint_url, args.queue_url, args.ledger, args.ready_file, args.connections)
+
+
+def cmd_localstack(args: argparse.Namespace) -> int:
+    from labapp.runtime.localstack import find_python, install
+
+    if args.action == "python":
+        python = find_python()
+        print(python or "no Python >= 3.13 found")
+        return 0 if python else 1
+    print(install())
+    return 0
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from labapp.course import progress
+
+    if args.reset:
+        progress.reset()
+        print("Progress cleared.")
+        return 0
+    print(progress.format_table())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from labapp import bench
+
+    return bench.run([args.name] if args.name else [], args.bench_args)

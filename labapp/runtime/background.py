@@ -1,0 +1,114 @@
+"""The lab stack as a background process: `labapp up` starts it, `labapp down` stops it.
+
+The stack process writes a state file while it runs; the CLI finds the running lab there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from labapp import settings
+from labapp.errors import LabError, ProcessFailed, WaitTimeout
+from labapp.runtime.process import ChildProcess
+from labapp.runtime.stack import Stack
+from labapp.runtime.wait import stop_on_signals, wait_until
+
+
+def state_file() -> Path:
+    """Return where the running stack describes itself."""
+    return settings.lab_home() / "stack.json"
+
+
+def read_state() -> dict[str, Any] | None:
+    """Return the running stack's state, or None when no stack process is alive."""
+    path = state_file()
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not _alive(int(state.get("pid", 0))):
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve_forever(stack: Stack) -> int:
+    """Run a stack in the foreground until SIGTERM or Ctrl-C; write its state file while it runs."""
+    stop = stop_on_signals()
+    stack.start()
+    # Written whole, then renamed, so `labapp up` never reads half a file.
+    partial = state_file().with_suffix(".tmp")
+    partial.write_text(json.dumps(stack.describe(), indent=2))
+    os.replace(partial, state_file())
+    try:
+        stop.wait()
+    finally:
+        state_file().unlink(missing_ok=True)
+        stack.stop()
+    return 0
+
+
+def spawn(args: list[str], timeout: float = 20) -> dict[str, Any]:
+    """Start `labapp serve` detached, wait until its state file appears, and return the state."""
+    if read_state() is not None:
+        raise LabError("The lab is already running; `labapp status` shows it, `labapp down` stops it.")
+    log_path = settings.lab_home() / "stack.log"
+    # Its own session: the stack outlives this command and ignores the terminal's Ctrl-C.
+    child = ChildProcess.labapp("the lab", ["serve", *args], log_path, new_session=True).start()
+
+    def ready() -> dict[str, Any] | None:
+        state = read_state()
+        return state if state is not None and state.get("pid") == child.pid else None
+
+    try:
+        child.wait_ready(ready, timeout, "the lab to write its state file")
+    except ProcessFailed:
+        child.stop()
+        last = child.tail().splitlines()[-1:] or ["no output"]
+        raise LabError(f"The lab did not start: {last[0]} (full log: {log_path}).") from None
+    return ready() or {}
+
+
+def terminate(timeout: float = 60) -> bool:
+    """Stop the running stack with SIGTERM; return False when none was running."""
+    state = read_state()
+    if state is None:
+        return False
+    pid = int(state["pid"])
+    os.kill(pid, signal.SIGTERM)
+
+    def gone() -> bool:
+        _reap(pid)
+        return not _alive(pid)
+
+    try:
+        wait_until(gone, timeout, f"the lab (pid {pid}) to stop")
+    except WaitTimeout:
+        raise LabError(
+            f"The lab (pid {pid}) did not stop within {timeout:.0f}s; stop it with `kill {pid}`."
+        ) from None
+    state_file().unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    # When this process spawned the stack itself (tests), collect the zombie so it counts as gone.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
