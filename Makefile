@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 JUPYTER_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: lab test lint test-notebooks test-localstack learner-notebooks bench clean
+.PHONY: lab test test-env lint test-notebooks test-localstack learner-notebooks bench clean
 
 $(RUNTIME): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; found " + sys.version.split()[0])'
@@ -22,19 +22,27 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	@touch $@
 
+# One process owns the stack and JupyterLab, so both stop however JupyterLab ends (Ctrl-C twice).
 lab: $(RUNTIME)
-	$(BIN)/labapp up --backend $(BACKEND)
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks; status=$$?; $(BIN)/labapp down; exit $$status
+	$(BIN)/labapp lab --backend $(BACKEND)
 
 lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/pytest
-	$(MAKE) --no-print-directory test-notebooks
-	$(MAKE) --no-print-directory test-localstack
+# What the tests need beyond the venv, checked before anything slow runs.
+test-env:
+	@tools/ensure_chromium.sh
+
+# Every suite runs even when one fails, and the summary names the ones that failed.
+test: test-env lint
+	@failed=""; \
+	$(BIN)/pytest || failed="$$failed pytest"; \
+	$(MAKE) --no-print-directory test-notebooks || failed="$$failed notebooks"; \
+	$(MAKE) --no-print-directory test-localstack || failed="$$failed localstack"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "make test: every suite passed"
 
 # The solution notebooks, outputs compared cell by cell (ids, times and ports masked). A private
 # endpoint port and LAB_HOME keep them off a lab the learner may have running on 4566.

@@ -8,6 +8,7 @@ from typing import Any
 from labapp import settings
 from labapp.bench import BENCHMARKS
 from labapp.cli import commands as c
+from labapp.cli.jupyter import JUPYTER_PORT, cmd_lab
 from labapp.sqs.limits import MAX_DELAY_S
 from labapp.sqsd.post import ENCODINGS
 
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
             default=settings.backend(),
             help="which emulator to start when nothing answers on the endpoint (default moto)",
         )
+    p = add("lab", cmd_lab, "Start the lab and JupyterLab together; both stop when JupyterLab ends.")
+    p.add_argument("--worker-port", type=int, default=settings.WORKER_PORT)
+    p.add_argument("--jupyter-port", type=int, default=JUPYTER_PORT)
+    p.add_argument("--backend", choices=list(settings.BACKENDS), default=settings.backend())
     add("down", c.cmd_down, "Stop the lab started by `up`.")
     add("status", c.cmd_status, "Show the endpoint, queue depths, DLQ depth, worker and daemon.")
     p = add("send", c.cmd_send, "Send a message (or many) to the worker queue.")

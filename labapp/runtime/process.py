@@ -28,7 +28,8 @@ class ChildProcess(StartStop):
     """One child process with its output appended to a log file; a context manager.
 
     `name` is what errors call it, `argv` the command line and `log_path` the file its stdout and
-    stderr go to.
+    stderr go to (None: the child shares this process's terminal, stdin included, for a child a
+    person works with).
     `env` replaces the environment when given (PYTHONUNBUFFERED is always set, so a log shows
     lines as they are written); `stdin_pipe` lets the parent send lines (see `send`);
     `new_session` detaches the child from the terminal's Ctrl-C, for a process meant to outlive
@@ -39,7 +40,7 @@ class ChildProcess(StartStop):
         self,
         name: str,
         argv: Sequence[str],
-        log_path: Path,
+        log_path: Path | None,
         *,
         env: Mapping[str, str] | None = None,
         stdin_pipe: bool = False,
@@ -47,7 +48,7 @@ class ChildProcess(StartStop):
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        self.log_path = Path(log_path)
+        self.log_path = Path(log_path) if log_path is not None else None
         self.env = dict(env) if env is not None else None
         self.stdin_pipe = stdin_pipe
         self.new_session = new_session
@@ -67,15 +68,16 @@ class ChildProcess(StartStop):
         if self.alive:
             raise ProcessFailed(f"{self.name} is already running (pid {self.pid})")
         self._close_log()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 -- kept open for the child's lifetime
-        self._log_offset = self._log.tell()
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 -- kept open for the child's lifetime
+            self._log_offset = self._log.tell()
         env = {**(os.environ if self.env is None else self.env), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             self.argv,
-            stdin=subprocess.PIPE if self.stdin_pipe else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self.stdin_pipe else subprocess.DEVNULL if self._log else None,
             stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if self._log is not None else None,
             env=env,
             start_new_session=self.new_session,
         )
@@ -95,7 +97,7 @@ class ChildProcess(StartStop):
         try:
             wait_until(check, timeout, what or f"{self.name} to be ready")
         except WaitTimeout as exc:
-            raise ProcessFailed(f"{exc}; see {self.log_path}") from None
+            raise ProcessFailed(f"{exc}; see {self.log_path or 'its output above'}") from None
 
     def wait_for_output(self, text: str, timeout: float) -> None:
         """Wait until the process, since its last start, printed text."""
@@ -128,6 +130,8 @@ class ChildProcess(StartStop):
 
     def output(self, since_start: bool = True) -> str:
         """Return what the process wrote (since its last start, or in all its runs)."""
+        if self.log_path is None:
+            return ""
         try:
             with open(self.log_path, "rb") as file:
                 file.seek(self._log_offset if since_start else 0)
