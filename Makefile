@@ -6,15 +6,20 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 JUPYTER_SETTINGS := $(VENV)/share/jupyter/lab/settings
+# A classroom on poor Wi-Fi: `make wheelhouse` once with the network, copy the folder to each laptop,
+# and there `make lab WHEELS=wheelhouse` installs from it alone (pip --no-index).
+WHEELHOUSE ?= wheelhouse
+WHEELS ?=
+PIP_SOURCE := $(if $(WHEELS),--no-index --find-links $(WHEELS),)
 
-.PHONY: lab test test-env lint test-notebooks test-localstack learner-notebooks bench clean
+.PHONY: lab test test-env lint test-notebooks test-localstack learner-notebooks bench wheelhouse clean
 
 $(RUNTIME): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -e .
+	$(if $(WHEELS),,$(BIN)/python -m pip install -q --upgrade pip)
+	$(BIN)/pip install -q $(PIP_SOURCE) -r requirements.txt
+	$(BIN)/pip install -q $(PIP_SOURCE) --no-deps -e .
 	@if [ -f jupyter/overrides.json ]; then mkdir -p $(JUPYTER_SETTINGS) && cp jupyter/overrides.json $(JUPYTER_SETTINGS)/; fi
 	@touch $@
 
@@ -66,6 +71,11 @@ test-localstack: $(DEV)
 # Benchmarks, not timed tests: the daemon vs a plain boto3 loop, the simulator, 10,000 messages of chaos.
 bench: $(DEV)
 	$(BIN)/labapp bench
+
+# Every wheel the lab needs, the build tools for its own package included, in one folder.
+wheelhouse: $(RUNTIME)
+	$(BIN)/pip wheel -q --wheel-dir $(WHEELHOUSE) -r requirements.txt "setuptools>=68" wheel
+	@echo "$(WHEELHOUSE)/ holds $$(ls $(WHEELHOUSE) | wc -l) wheels; on each laptop: make lab WHEELS=$(WHEELHOUSE)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
