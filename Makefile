@@ -58,7 +58,8 @@ test-notebooks: $(DEV)
 learner-notebooks: $(RUNTIME)
 	$(BIN)/python tools/make_learner_notebooks.py
 
-# The core runtime again, against LocalStack on the host (it needs a Python >= 3.13 of its own).
+# The core runtime and every solution notebook again, against LocalStack on the host (it needs a
+# Python >= 3.13 of its own); the notebooks must print the same, backend details masked.
 CORE_TESTS := tests/test_daemon.py tests/test_queues.py tests/test_post.py
 test-localstack: $(DEV)
 	@if ! $(BIN)/labapp localstack python >/dev/null; then \
@@ -66,7 +67,9 @@ test-localstack: $(DEV)
 	    echo "No Python >= 3.13 here, so the LocalStack backend was not tested (the moto suite was)."; exit 0; \
 	fi
 	$(BIN)/labapp localstack install >/dev/null
-	LAB_BACKEND=localstack $(BIN)/pytest -p no:cacheprovider $(CORE_TESTS)
+	$(BIN)/python tools/with_localstack.py -- $(BIN)/pytest -p no:cacheprovider $(CORE_TESTS)
+	$(BIN)/python tools/with_localstack.py -- \
+	    $(BIN)/pytest -p no:cacheprovider --nbval solutions --nbval-sanitize-with solutions/sanitize.cfg
 
 # Benchmarks, not timed tests: the daemon vs a plain boto3 loop, the simulator, 10,000 messages of chaos.
 bench: $(DEV)

@@ -9,10 +9,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from labapp import settings
 from labapp.runtime.emulator import Emulator
 from labapp.runtime.servers import HttpServer
 from labapp.sqs.client import SqsClient, sqs_client
@@ -33,7 +35,13 @@ BACKEND = os.environ.get("LAB_BACKEND", "moto")
 def emulator() -> Iterator[Any]:
     """The SQS endpoint for the session: moto in-process, or LocalStack when LAB_BACKEND=localstack."""
     if BACKEND == "localstack":
+        from labapp.runtime.endpoint import identify
         from labapp.runtime.localstack import LocalStack
+
+        given = os.environ.get(settings.ENDPOINT_ENV)
+        if given and identify(given) == "localstack":  # tools/with_localstack.py started one
+            yield SimpleNamespace(url=given)
+            return
 
         with Emulator(port=0) as probe:  # borrow a free port number
             port = probe.port

@@ -174,7 +174,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(json.dumps(found[0], indent=2))
     elif args.action == "redrive":
         how, moved = redrive(sqs, queues)
-        count = "all messages (asynchronously)" if moved < 0 else f"{moved} messages"
+        count = f"{moved} messages"
         print(f"Redrove {count} from {queues.dlq_name} to {queues.name} using {how}.")
     elif args.action == "purge":
         purge(sqs, queues.dlq_url)

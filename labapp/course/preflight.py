@@ -71,17 +71,18 @@ def describe(lab: Lab) -> None:
     daemon = lab.daemon.state if lab.daemon is not None else "stopped"
     rows = [
         ("SQS endpoint", f"{lab.endpoint.backend} at {lab.endpoint.url}", "Amazon SQS"),
-        ("worker queue", lab.queues.name, "the queue EB creates for the environment"),
+        ("worker queue", lab.queues.name, "the queue EB creates, e.g. awseb-e-...-AWSEBWorkerQueue-..."),
         (
             "dead-letter queue",
-            lab.queues.dlq_name,
-            f"RedrivePolicy maxReceiveCount={lab.queues.max_receive_count}",
+            f"{lab.queues.dlq_name}, maxReceiveCount {lab.queues.max_receive_count} (the lab's MaxRetries)",
+            "EB's DLQ, maxReceiveCount = MaxRetries, 10 unless you set it",
         ),
         ("daemon", f"{daemon}, posting to {lab.worker.url}{lab.options.HttpPath}", "sqsd on each instance"),
-        ("worker", lab.worker.url, "your application on port 80"),
+        ("worker", lab.worker.url, "your application behind nginx on port 80"),
     ]
+    # One part per two lines: a column after a value as long as a URL would not line up.
     for part, here, aws in rows:
-        print(f"{part:<18} {here:<52} <- on AWS: {aws}")
+        print(f"{part:<18} {here}\n{'':<18} on AWS: {aws}")
 
 
 def compare_options(**columns: SqsdOptions) -> None:

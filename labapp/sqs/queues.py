@@ -10,7 +10,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from labapp.errors import EndpointError, LabError
+from labapp.errors import EndpointError, LabError, WaitTimeout
+from labapp.runtime.wait import wait_until
 from labapp.sqs.client import SqsClient
 from labapp.sqs.limits import (
     DEFAULT_VISIBILITY_S,
@@ -23,6 +24,9 @@ from labapp.sqs.limits import (
 )
 
 log = logging.getLogger("labapp.sqs")
+
+MOVE_TASK_TIMEOUT_S = 30.0
+MOVE_TASK_DONE = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,23 +240,49 @@ def drain(sqs: SqsClient, queue_url: str) -> list[dict[str, Any]]:
     return found
 
 
-def redrive(sqs: SqsClient, queues: QueuePair, max_messages: int | None = None) -> tuple[str, int]:
-    """Move DLQ messages back to the worker queue; return (how, count moved or -1 if SQS does it async).
+def redrive(
+    sqs: SqsClient, queues: QueuePair, max_messages: int | None = None, timeout: float = MOVE_TASK_TIMEOUT_S
+) -> tuple[str, int]:
+    """Move DLQ messages back to the worker queue and wait until they are back; return (how, count moved).
 
-    StartMessageMoveTask is used where the endpoint has it (AWS, LocalStack). moto lacks it, so
-    the kit then moves messages itself: receive from the DLQ, send the same body and attributes
-    to the source queue, and delete from the DLQ only after the send succeeded.
+    StartMessageMoveTask is used where the endpoint has it (AWS, LocalStack), and its progress
+    followed with ListMessageMoveTasks (docs/aws-behaviour.md#dlq-move-start). moto lacks it
+    (docs/aws-behaviour.md#emu-moto-no-move-task), so the kit then moves messages itself: receive
+    from the DLQ, send the same body and attributes to the source queue, and delete from the DLQ
+    only after the send succeeded.
     """
     if max_messages is None:
         try:
-            sqs.start_message_move_task(SourceArn=queues.dlq_arn, DestinationArn=queues.arn)
-            return "StartMessageMoveTask", -1
+            handle = sqs.start_message_move_task(SourceArn=queues.dlq_arn, DestinationArn=queues.arn)
         except ClientError as exc:
             log.info(
                 "StartMessageMoveTask unavailable (%s); moving messages by hand.",
                 exc.response["Error"]["Code"],
             )
+        else:
+            return "StartMessageMoveTask", _wait_for_move_task(sqs, queues, handle["TaskHandle"], timeout)
     return "receive-send-delete", move_messages(sqs, queues.dlq_url, queues.url, max_messages)
+
+
+def _wait_for_move_task(sqs: SqsClient, queues: QueuePair, task_handle: str, timeout: float) -> int:
+    def finished() -> dict[str, Any] | None:
+        for task in sqs.list_message_move_tasks(SourceArn=queues.dlq_arn).get("Results", []):
+            if task.get("TaskHandle") in (task_handle, None) and task.get("Status") in MOVE_TASK_DONE:
+                return dict(task)
+        return None
+
+    try:
+        task = wait_until(finished, timeout, "the DLQ redrive to finish", interval=0.2) or {}
+    except WaitTimeout:
+        raise LabError(
+            f"The redrive of {queues.dlq_name} did not finish in {timeout:.0f}s; it goes on in SQS "
+            "(ListMessageMoveTasks shows it)."
+        ) from None
+    if task["Status"] != "COMPLETED":
+        raise LabError(
+            f"The redrive of {queues.dlq_name} ended {task['Status']}: {task.get('FailureReason', '')}"
+        )
+    return int(task.get("ApproximateNumberOfMessagesMoved", 0))
 
 
 def move_messages(sqs: SqsClient, source_url: str, target_url: str, max_messages: int | None = None) -> int:

@@ -139,9 +139,6 @@ class DlqExplorer(w.VBox):
         if result is None:
             return 0
         self.last_method, moved = result
-        if moved < 0:
-            self.refresh(f"{self.last_method} started: SQS moves the messages in the background.", "ok")
-            return 0
         self.refresh(f"Moved {moved} message(s) back to the worker queue with {self.last_method}.", "ok")
         return int(moved)
 
