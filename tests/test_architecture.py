@@ -129,6 +129,30 @@ def test_the_worker_never_imports_the_daemon(module: str) -> None:
     assert bad == [], f"{module} reaches {bad}"
 
 
+WEBTIER_MAY_IMPORT = (
+    "labapp.errors",
+    "labapp.sqs",
+    "labapp.worker.scenarios",
+    "labapp.worker.ledger",
+    "labapp.runtime.servers",
+)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if in_package(m, "webtier")))
+def test_the_web_tier_never_imports_the_daemon_the_course_or_widgets(module: str) -> None:
+    # A web tier only enqueues: it shares the worker's business rules, never the daemon's loop.
+    direct = sorted(
+        target
+        for target in GRAPH[module]
+        if not in_package(target, "webtier")
+        and not any(target == a or target.startswith(f"{a}.") for a in WEBTIER_MAY_IMPORT)
+    )
+    assert direct == [], f"{module} imports {direct}"
+    bad = sorted(m for m in reachable(module) if any(in_package(m, p) for p in ("sqsd", "course", "widgets")))
+    assert bad == [], f"{module} reaches {bad}"
+    assert "ipywidgets" not in externals(module)
+
+
 PURE = ("labapp.scaling.policies", "labapp.scaling.simulate")
 PURE_EXTERNALS = {"__future__", "bisect", "collections", "dataclasses", "math", "numpy", "typing"}
 IO_CALLS = {"open", "print", "input", "sleep"}
