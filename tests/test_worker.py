@@ -128,9 +128,10 @@ def test_bad_input_is_400_with_one_line_reason(
     assert worker_state.of(app).ledger.summary()["deliveries"] == 0
 
 
-def test_odd_receive_count_header_is_not_a_server_error(client: FlaskClient) -> None:
+@pytest.mark.parametrize("count", ["many", "9" * 5000, "²"])
+def test_odd_receive_count_header_is_not_a_server_error(client: FlaskClient, count: str) -> None:
     response = post(
-        client, {"type": "order", "order_id": "rc", "amount": 1}, **{"X-Aws-Sqsd-Receive-Count": "many"}
+        client, {"type": "order", "order_id": "rc", "amount": 1}, **{"X-Aws-Sqsd-Receive-Count": count}
     )
     assert response.status_code == 200
 

@@ -35,6 +35,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the worker app; config keys: LEDGER_PATH, SHARED_SECRET, ALLOW_REMOTE, WORK_MS, FAILURE_SEED,
     INSPECT_KEEP and INSPECT_MAX_BYTES."""
     app = Flask(__name__)
+    # Every path is a message path, /a//b included: merging slashes would answer it with a 308
+    # redirect, which the daemon counts as a failed delivery.
+    app.url_map.merge_slashes = False
     app.config.update(
         LEDGER_PATH=os.path.join(tempfile.gettempdir(), f"labapp-ledger-{os.getpid()}.sqlite"),
         SHARED_SECRET=None,
