@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from labapp.errors import ConfigError
+
 #: Loopback: every server the lab starts binds here, never to 0.0.0.0.
 HOST = "127.0.0.1"
 #: Where the lab's SQS endpoint listens unless LAB_ENDPOINT_URL says otherwise (LocalStack's port).
@@ -38,6 +40,12 @@ SOLUTIONS_DIR_ENV = "LAB_SOLUTIONS_DIR"
 LOCALSTACK_VENV_ENV = "LAB_LOCALSTACK_VENV"
 #: A Python >= 3.13 for LocalStack, when none is found on PATH or in pyenv.
 LOCALSTACK_PYTHON_ENV = "LAB_LOCALSTACK_PYTHON"
+
+#: The shortest shared secret the lab accepts (32 characters, e.g. 16 random bytes as hex).
+MIN_SECRET_CHARS = 32
+#: Secrets that were published as examples, so everyone knows them.
+PUBLIC_SECRETS = frozenset({"change-me-compose-lab"})
+_MAKE_SECRET = './docker/make-env.sh or python -c "import secrets; print(secrets.token_hex(32))"'
 
 BACKENDS = ("moto", "localstack")
 #: The repository (or, in a Docker image, the folder the package was installed from).
@@ -77,8 +85,22 @@ def backend() -> str:
 
 
 def shared_secret() -> str | None:
-    """Return the shared secret for signed POSTs, or None when it is not set."""
-    return os.environ.get(SHARED_SECRET_ENV) or None
+    """Return the shared secret for signed requests, or None when it is not set; refuse a weak one."""
+    secret = os.environ.get(SHARED_SECRET_ENV) or None
+    if secret is None:
+        return None
+    # The value itself is never quoted: an error message may end up in a shared log.
+    if secret in PUBLIC_SECRETS:
+        raise ConfigError(
+            f"{SHARED_SECRET_ENV} is the public example value, which anyone can sign with; "
+            f"make your own with {_MAKE_SECRET}."
+        )
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"{SHARED_SECRET_ENV} has {len(secret)} characters and needs at least {MIN_SECRET_CHARS}; "
+            f"make one with {_MAKE_SECRET}."
+        )
+    return secret
 
 
 def worker_allow_remote() -> bool:

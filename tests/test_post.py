@@ -13,7 +13,7 @@ import pytest
 
 from labapp.runtime.emulator import Emulator
 from labapp.runtime.servers import HttpServer
-from labapp.signature import SIGNATURE_HEADER, sign
+from labapp.signature import SIGNATURE_HEADER, BadSignature, check_message
 from labapp.sqs.client import SqsClient, sqs_client
 from labapp.sqs.queues import QueuePair, send_messages
 from labapp.sqsd.events import DaemonEvent
@@ -143,8 +143,9 @@ def test_article_form_is_only_an_opt_in_and_never_carries_the_receipt_handle() -
 
 def test_signature_covers_message_id_and_body() -> None:
     post = build_post(MESSAGE, "q", LAB_PROFILE, secret="s3cret")
-    assert post.headers[SIGNATURE_HEADER] == sign("s3cret", MESSAGE["MessageId"], post.body)
-    assert sign("s3cret", "other-id", post.body) != post.headers[SIGNATURE_HEADER]
+    check_message("s3cret", MESSAGE["MessageId"], post.body, post.headers)
+    with pytest.raises(BadSignature):
+        check_message("s3cret", "other-id", post.body, post.headers)
     assert SIGNATURE_HEADER not in build_post(MESSAGE, "q", LAB_PROFILE).headers
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import socket
 import sys
@@ -20,7 +21,8 @@ import requests
 from labapp.chaos.profile import ChaosError
 from labapp.runtime.ports import free_port
 from labapp.runtime.process import ChildProcess
-from labapp.settings import HOST
+from labapp.settings import HOST, shared_secret
+from labapp.signature import control_headers
 from labapp.sqsd.options import SqsdOptions
 
 log = logging.getLogger("labapp.chaos")
@@ -68,7 +70,10 @@ class WorkerProcess(ChildProcess):
         self._put_failures(self.failures)
 
     def _put_failures(self, failures: dict[str, Any]) -> None:
-        reply = requests.put(f"{self.url}/_lab/failures", json=failures, timeout=5)
+        # The child inherits LAB_SHARED_SECRET; with one set, the worker only takes signed control calls.
+        path, body = "/_lab/failures", json.dumps(failures).encode()
+        headers = {"Content-Type": "application/json", **control_headers(shared_secret(), "PUT", path, body)}
+        reply = requests.put(f"{self.url}{path}", data=body, headers=headers, timeout=5)
         if not reply.ok:
             raise ChaosError(f"the worker refused failures {failures}: {reply.text.strip()}")
 

@@ -18,6 +18,7 @@ from labapp.runtime.ports import port_is_free
 from labapp.settings import HOST
 from labapp.worker import state as worker_state
 from labapp.worker.inspector import RawHeaderChannel
+from labapp.worker.limits import MAX_BODY_BYTES
 
 log = logging.getLogger("labapp.runtime")
 
@@ -82,7 +83,14 @@ class HttpServer(Server):
             self._worker_state().crash = self.crash  # type: ignore[union-attr]
         self.crashed.clear()
         server = create_server(
-            self.app, host=self.host, port=self.port, threads=self.threads, ident="worker-tier-lab"
+            self.app,
+            host=self.host,
+            port=self.port,
+            threads=self.threads,
+            ident="worker-tier-lab",
+            # waitress refuses a body of max_request_body_size bytes or more, and its default is
+            # 1 GiB: +1 lets the largest SQS message through and nothing bigger reach the app.
+            max_request_body_size=MAX_BODY_BYTES + 1,
         )
         server.channel_class = RawHeaderChannel
         self.port = int(server.effective_port)  # waitress reports it as text

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from labapp.signature import SIGNATURE_HEADER, sign
+from labapp.signature import message_headers
 from labapp.sqsd.options import SqsdOptions
 
 SQSD_VERSION = "2.4"
@@ -108,5 +108,5 @@ def build_post(
             {"SQSMessageBody": message.get("Body", ""), "SQSMMessageId": message["MessageId"]}
         ).encode()
     if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, headers["X-Aws-Sqsd-Msgid"], body)
+        headers.update(message_headers(secret, headers["X-Aws-Sqsd-Msgid"], body))
     return Post(path=path, headers=headers, body=body)

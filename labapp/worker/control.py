@@ -1,4 +1,9 @@
-"""The lab's own routes under /_lab: health, failure injection, recorded requests, ledger, reset."""
+"""The lab's own routes under /_lab: health, failure injection, recorded requests, ledger, reset.
+
+With a shared secret each needs a signed control call (`labapp.signature.control_headers`),
+except health: it shows counts and failure settings, nothing secret, and container healthchecks
+and readiness waits call it unsigned.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,13 @@ from flask import Blueprint, Response, jsonify, request
 
 from labapp.errors import ConfigError
 from labapp.worker import state
+from labapp.worker.scenarios import BadMessage, parse_body
 from labapp.worker.views import bad
 
 PREFIX = "/_lab"
 control = Blueprint("control", __name__, url_prefix=PREFIX)
+#: The control endpoints that answer without a control signature.
+OPEN_ENDPOINTS = frozenset({"control.health"})
 
 
 @control.get("/health")
@@ -31,9 +39,11 @@ def failures() -> Response:
     """Show or change the injected failures (PUT a JSON object with the fields to change)."""
     switch = state.current().failures
     if request.method == "PUT":
+        raw = request.get_data()
         try:
-            switch.update(**(request.get_json(silent=True) or {}))
-        except (ConfigError, TypeError) as exc:
+            changes = parse_body(raw) if raw.strip() else {}
+            switch.update(**changes)
+        except (BadMessage, ConfigError) as exc:
             return bad(str(exc))
     return jsonify(switch.current.__dict__)
 
@@ -45,7 +55,7 @@ def recorded_requests() -> Response:
     if request.method == "DELETE":
         inspector.clear()
         return jsonify(cleared=True)
-    n = request.args.get("n", default=20, type=int)
+    n = max(0, request.args.get("n", default=20, type=int))
     return jsonify([item.as_dict() for item in inspector.last(n)])
 
 

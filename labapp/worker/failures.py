@@ -8,6 +8,10 @@ import threading
 from typing import Any
 
 from labapp.errors import ConfigError
+from labapp.worker.limits import short
+
+#: The longest injected latency: ten minutes, like the longest simulated work.
+MAX_LATENCY_MS = 600_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,22 +26,25 @@ class Failures:
 
     def __post_init__(self) -> None:
         if isinstance(self.error_rate, bool) or not isinstance(self.error_rate, (int, float)):
-            raise ConfigError(f"error_rate must be a number from 0 to 1; got {self.error_rate!r}.")
+            raise ConfigError(f"error_rate must be a number from 0 to 1; got {short(self.error_rate)}.")
         if not 0 <= self.error_rate <= 1:
-            raise ConfigError(f"error_rate must be from 0 to 1; got {self.error_rate}.")
+            raise ConfigError(f"error_rate must be from 0 to 1; got {short(self.error_rate)}.")
         if isinstance(self.status, bool) or not isinstance(self.status, int) or not 100 <= self.status <= 599:
-            raise ConfigError(f"status must be an HTTP status code from 100 to 599; got {self.status!r}.")
+            raise ConfigError(
+                f"status must be an HTTP status code from 100 to 599; got {short(self.status)}."
+            )
         if (
             isinstance(self.latency_ms, bool)
             or not isinstance(self.latency_ms, int)
-            or not self.latency_ms >= 0
+            or not 0 <= self.latency_ms <= MAX_LATENCY_MS
         ):
             raise ConfigError(
-                f"latency_ms must be a whole number of milliseconds >= 0; got {self.latency_ms!r}."
+                f"latency_ms must be a whole number of milliseconds from 0 to {MAX_LATENCY_MS}; "
+                f"got {short(self.latency_ms)}."
             )
         for name in ("hang", "crash"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}.")
+                raise ConfigError(f"{name} must be true or false; got {short(getattr(self, name))}.")
 
     @classmethod
     def from_json(cls, data: Any) -> Failures:
@@ -47,7 +54,9 @@ class Failures:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown failure setting {unknown[0]!r}; known: {', '.join(sorted(known))}.")
+            raise ConfigError(
+                f"unknown failure setting {short(unknown[0])}; known: {', '.join(sorted(known))}."
+            )
         return cls(**data)
 
 

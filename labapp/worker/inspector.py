@@ -1,4 +1,8 @@
-"""Keep the last N requests exactly as the worker received them: request line, headers, raw body."""
+"""Keep the last requests exactly as the worker received them: request line, headers, raw body.
+
+The middleware reads each request before the app sees it, but the app decides what is kept
+(`Inspector.admit`): a control call is not, every other request is, whatever its path.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import base64
 import collections
 import dataclasses
 import io
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -13,9 +18,17 @@ from typing import Any
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
-from waitress.task import WSGITask
+from waitress.task import ErrorTask, WSGITask
+
+from labapp.worker.limits import BODY_TOO_LARGE, MAX_BODY_BYTES, QUOTE_CHARS
 
 RAW_HEADER_KEY = "lab.raw_header"
+_PENDING_KEY = "lab.recorded"
+_ADMITTED_KEY = "lab.admitted"
+#: How many requests the inspector keeps at most.
+INSPECT_KEEP = 200
+#: How many bytes of requests (bodies, header blocks) it keeps at most; the oldest go first.
+INSPECT_MAX_BYTES = 8 * 1024 * 1024
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -81,17 +94,59 @@ def _headers_from_environ(environ: dict[str, Any]) -> list[tuple[str, str]]:
     return headers
 
 
-class Inspector:
-    """A thread-safe ring buffer of recorded requests with listeners for live views."""
+def _size(request: RecordedRequest) -> int:
+    return len(request.body) + len(request.request_line) + sum(len(k) + len(v) for k, v in request.headers)
 
-    def __init__(self, keep: int = 200) -> None:
-        self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=keep)
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if not 0 < length <= MAX_BODY_BYTES:
+        # Nothing to read, or more than the worker accepts: the guard answers 413 unread.
+        return b""
+    body: bytes = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+class Inspector:
+    """A thread-safe ring buffer of recorded requests, bounded by count and bytes, with listeners.
+
+    `keep` is the most requests kept and `max_bytes` the most bytes of them; the oldest go first,
+    but the newest request is always kept (a body is at most MAX_BODY_BYTES).
+    """
+
+    def __init__(self, keep: int = INSPECT_KEEP, max_bytes: int = INSPECT_MAX_BYTES) -> None:
+        self.keep = keep
+        self.max_bytes = max_bytes
+        self._requests: collections.deque[RecordedRequest] = collections.deque()
+        self._bytes = 0
         self._lock = threading.Lock()
         self._listeners: list[Callable[[RecordedRequest], None]] = []
 
+    @property
+    def bytes_kept(self) -> int:
+        """Return how many bytes the kept requests take."""
+        return self._bytes
+
     def record(self, request: RecordedRequest) -> None:
+        """Keep one request, forgetting the oldest beyond `keep` requests or `max_bytes`."""
         with self._lock:
             self._requests.append(request)
+            self._bytes += _size(request)
+            while len(self._requests) > max(self.keep, 1) or (
+                self._bytes > self.max_bytes and len(self._requests) > 1
+            ):
+                self._bytes -= _size(self._requests.popleft())
+
+    def admit(self, environ: dict[str, Any]) -> None:
+        """Record the request the middleware read into this environ (once; the app calls this)."""
+        recorded = environ.get(_PENDING_KEY)
+        if recorded is not None and not environ.get(_ADMITTED_KEY):
+            environ[_ADMITTED_KEY] = True
+            self.record(recorded)
 
     def finished(self, request: RecordedRequest) -> None:
         for listener in list(self._listeners):
@@ -106,22 +161,21 @@ class Inspector:
         """Return the most recent n requests, oldest first."""
         with self._lock:
             items = list(self._requests)
-        return items if n is None else items[-n:]
+        if n is None:
+            return items
+        return items[-n:] if n > 0 else []
 
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._bytes = 0
 
-    def middleware(self, app: WSGIApp, skip_prefix: str = "/_lab") -> WSGIApp:
-        """Wrap a WSGI app so every request outside skip_prefix is recorded before the app sees it."""
+    def middleware(self, app: WSGIApp) -> WSGIApp:
+        """Wrap a WSGI app so each request is read before the app sees it, for the app to `admit`."""
 
         def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "")
-            if path.startswith(skip_prefix):
-                return app(environ, start_response)
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
+            body = _read_body(environ)
             raw = environ.get(RAW_HEADER_KEY)
             if raw:
                 request_line, headers = _parse_raw_header(raw)
@@ -141,14 +195,15 @@ class Inspector:
                 body=body,
                 remote_addr=environ.get("REMOTE_ADDR", ""),
             )
-            self.record(recorded)
+            environ[_PENDING_KEY] = recorded
 
             def recording_start_response(status: str, *args: Any) -> Any:
                 recorded.status = int(status.split(" ", 1)[0])
                 return start_response(status, *args)
 
             result = app(environ, recording_start_response)
-            self.finished(recorded)
+            if environ.get(_ADMITTED_KEY):
+                self.finished(recorded)
             return result
 
         return wrapped
@@ -169,8 +224,24 @@ class _RawHeaderTask(WSGITask):
         return environ
 
 
+class _JsonErrorTask(ErrorTask):
+    # waitress answers a request it refuses (a body over max_request_body_size, a malformed
+    # header) in plain text; the worker's clients read a JSON reason from every 4xx.
+    def execute(self) -> None:
+        error = self.request.error
+        # waitress's own texts are short, but some quote what the client sent.
+        reason = BODY_TOO_LARGE if error.code == 413 else f"{error.reason}: {error.body}"[: QUOTE_CHARS * 3]
+        body = json.dumps({"error": reason}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
 class RawHeaderChannel(HTTPChannel):
     """A waitress channel that hands the header block, byte for byte, to the WSGI app."""
 
     parser_class = _RawHeaderParser
     task_class = _RawHeaderTask
+    error_task_class = _JsonErrorTask

@@ -15,8 +15,20 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from labapp.worker.ledger import Ledger
+from labapp.worker.limits import short
 
 MAX_WORK_MS = 600_000
+#: The largest order amount the lab accepts; anything above is a typo or an attack.
+MAX_AMOUNT = 1_000_000
+#: The most thumbnail sizes one message may ask for.
+MAX_SIZES = 16
+#: The most rows one CSV import may hold (each becomes one ledger entry).
+MAX_CSV_ROWS = 10_000
+#: The longest business id (order, image or import id) in characters.
+MAX_ID_CHARS = 256
+#: The longest number, in characters, the worker reads from JSON; Python refuses ints over
+#: 4,300 digits with a ValueError, and no scenario needs more than a few.
+MAX_NUMBER_CHARS = 40
 
 
 class BadMessage(ValueError):
@@ -28,7 +40,15 @@ def _required(data: Mapping[str, Any], field: str) -> str:
     value = data.get(field)
     if value is None or isinstance(value, (dict, list, bool)) or str(value).strip() == "":
         raise BadMessage(f"field {field!r} is missing or empty")
-    return str(value)
+    text = str(value)
+    if len(text) > MAX_ID_CHARS:
+        raise BadMessage(f"field {field!r} is longer than {MAX_ID_CHARS} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON can spell a lone surrogate (\ud800), which is not text and cannot be stored.
+        raise BadMessage(f"field {field!r} holds a lone surrogate, which is not text") from None
+    return text
 
 
 def order(data: Mapping[str, Any]) -> list[str]:
@@ -39,9 +59,9 @@ def order(data: Mapping[str, Any]) -> list[str]:
         isinstance(amount, bool)
         or not isinstance(amount, (int, float))
         or not math.isfinite(amount)
-        or amount < 0
+        or not 0 <= amount <= MAX_AMOUNT
     ):
-        raise BadMessage("field 'amount' must be a number >= 0")
+        raise BadMessage(f"field 'amount' must be a number from 0 to {MAX_AMOUNT:,}")
     return [f"order:{order_id}"]
 
 
@@ -51,10 +71,12 @@ def thumbnail(data: Mapping[str, Any]) -> list[str]:
     sizes = data.get("sizes", [128])
     if (
         not isinstance(sizes, list)
-        or not sizes
-        or not all(isinstance(s, int) and 8 <= s <= 4096 for s in sizes)
+        or not 1 <= len(sizes) <= MAX_SIZES
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 8 <= s <= 4096 for s in sizes)
     ):
-        raise BadMessage("field 'sizes' must be a non-empty list of pixel sizes from 8 to 4096")
+        raise BadMessage(
+            f"field 'sizes' must be a list of 1 to {MAX_SIZES} pixel sizes, each a whole number from 8 to 4096"
+        )
     return [f"thumbnail:{image_id}:{size}" for size in sizes]
 
 
@@ -70,9 +92,13 @@ def csv_import(data: Mapping[str, Any]) -> list[str]:
         rows = [(reader.line_num, row) for row in reader if row]
     except csv.Error as exc:
         raise BadMessage(f"CSV line {reader.line_num} cannot be read: {exc}") from None
+    if not rows:
+        raise BadMessage("the CSV has no header row")
     (_, header), body = rows[0], rows[1:]
     if not body:
         raise BadMessage("the CSV has a header but no rows")
+    if len(body) > MAX_CSV_ROWS:
+        raise BadMessage(f"the CSV has {len(body):,} rows; one import may hold at most {MAX_CSV_ROWS:,}")
     for number, row in body:
         if len(row) != len(header):
             raise BadMessage(f"CSV line {number} has {len(row)} fields; the header has {len(header)}")
@@ -86,6 +112,23 @@ SCENARIOS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
 }
 
 
+def _check_number(text: str) -> None:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadMessage(
+            f"body holds a number of {len(text):,} characters; at most {MAX_NUMBER_CHARS} are read"
+        )
+
+
+def _read_int(text: str) -> int:
+    _check_number(text)
+    return int(text)
+
+
+def _read_float(text: str) -> float:
+    _check_number(text)
+    return float(text)
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """Return the JSON object in a raw POST body, or raise BadMessage saying what is wrong."""
     try:
@@ -95,7 +138,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not text.strip():
         raise BadMessage("body is empty; send a JSON object")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_read_int, parse_float=_read_float)
     except RecursionError:
         raise BadMessage("body is JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
@@ -108,12 +151,6 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadMessage("body must be a JSON object")
     return data
-
-
-def short(value: Any, limit: int = 60) -> str:
-    """Return a value's repr cut to one short line, whatever the sender put in it."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Job(NamedTuple):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from flask import Flask, current_app
 
+from labapp.signature import SeenNonces
 from labapp.worker.failures import FailureSwitch
 from labapp.worker.inspector import Inspector
 from labapp.worker.ledger import Ledger
@@ -60,7 +61,7 @@ class DaemonStatus(Protocol):
 
 @dataclasses.dataclass
 class WorkerState:
-    """The worker's ledger, failure switch, request inspector, counters and crash hook."""
+    """The worker's ledger, failure switch, request inspector, counters, crash hook and used nonces."""
 
     ledger: Ledger
     failures: FailureSwitch
@@ -72,6 +73,8 @@ class WorkerState:
     daemon: DaemonStatus | None = None
     # The kit's own message view while a learner's handler answers instead (course.handlers).
     kit_handler: Callable[..., Any] | None = None
+    # Kept across reset(): forgetting them would let a captured control call work again.
+    nonces: SeenNonces = dataclasses.field(default_factory=SeenNonces)
 
     def reset(self) -> None:
         """Turn failures off and forget the ledger, the recorded requests and the peak."""
