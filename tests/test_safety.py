@@ -402,11 +402,14 @@ def make_recipe(target: str) -> str:
 
 
 def test_make_lab_keeps_jupyter_token_auth_on() -> None:
-    recipe = make_recipe("lab")
-    assert "jupyter lab" in recipe
-    assert "--ServerApp.ip=127.0.0.1" in recipe
-    assert not TOKEN_OFF.search(recipe), recipe
-    assert "JUPYTER_TOKEN=" not in recipe and "token=''" not in recipe.replace(" ", "")
+    from labapp.cli.jupyter import jupyter_argv
+
+    assert "labapp lab" in make_recipe("lab")
+    argv = " ".join(jupyter_argv(8888, "a-random-token", Path("/tmp"), as_root=False))
+    assert "jupyter lab" in argv
+    assert "--ServerApp.ip=127.0.0.1" in argv
+    assert not TOKEN_OFF.search(argv), argv
+    assert "--IdentityProvider.token=a-random-token" in argv
 
 
 @pytest.mark.parametrize(

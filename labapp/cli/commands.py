@@ -15,6 +15,7 @@ from typing import Any
 from labapp import settings
 from labapp.errors import ConfigError, LabError
 from labapp.runtime.wait import stop_on_signals
+from labapp.signature import control_headers
 from labapp.sqsd.ebextensions import load_ebextensions
 from labapp.sqsd.options import AWS_DEFAULTS, LAB_PROFILE, parse_overrides, with_options
 from labapp.sqsd.post import ARTICLE_FORM_WARNING
@@ -206,7 +207,9 @@ def cmd_reset(args: argparse.Namespace) -> int:
     sqs, queues = _context(args)
     purge(sqs, queues.url)
     purge(sqs, queues.dlq_url)
-    requests.post(f"{state['worker_url']}/_lab/reset", timeout=5).raise_for_status()
+    # A worker with a shared secret only takes signed control calls.
+    headers = control_headers(settings.shared_secret(), "POST", "/_lab/reset")
+    requests.post(f"{state['worker_url']}/_lab/reset", headers=headers, timeout=5).raise_for_status()
     print(f"Reset: {queues.name} and {queues.dlq_name} emptied, ledger cleared, injected failures off.")
     return 0
 
