@@ -123,7 +123,7 @@ def test_peek_and_dlq_commands_on_another_queue(
     assert out.count("body: hello") == 3  # peeking consumed nothing
 
     code, out, _ = run(capsys, "dlq", "list", "--queue", pair.name)
-    assert (code, out.strip()) == (0, "(no messages visible)")
+    assert (code, out.strip()) == (0, "(no messages)")
     dead_id = sqs.send_message(QueueUrl=pair.dlq_url, MessageBody='{"dead": true}')["MessageId"]
     code, out, _ = run(capsys, "peek", "--dlq", "--queue", pair.name)
     assert dead_id in out
@@ -144,6 +144,96 @@ def test_peek_and_dlq_commands_on_another_queue(
     code, out, _ = run(capsys, "peek", "--queue", pair.name)
     assert out.count("body: hello") == 3
     assert '{"dead": true}' in out
+
+
+def test_peek_is_not_a_receive(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    # Each peek used to be a receive: on a queue with maxReceiveCount 3 the message was in the DLQ
+    # before the fourth one.
+    sqs = sqs_client(lab["endpoint"])
+    pair = ensure_queues(sqs, f"cli-{uuid.uuid4().hex[:8]}", 3)
+    run(capsys, "send", "still here", "--queue", pair.name)
+    for _ in range(5):
+        code, out, _ = run(capsys, "peek", "--queue", pair.name)
+        assert code == 0
+        assert "visible  receive_count=0" in out and "body: still here" in out
+    code, out, _ = run(capsys, "peek", "--dlq", "--queue", pair.name)
+    assert (code, out.strip()) == (0, "(no messages)")
+
+
+def test_peek_at_a_queue_without_a_dlq(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    sqs = sqs_client(lab["endpoint"])
+    name = f"plain-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="no redrive policy")
+    code, out, err = run(capsys, "peek", "--queue", name)  # used to say NonExistentQueue
+    assert (code, err) == (0, "")
+    assert "body: no redrive policy" in out
+    for argv in (["peek", "--dlq", "--queue", name], ["dlq", "list", "--queue", name]):
+        code, out, err = run(capsys, *argv)
+        assert_one_line_error(
+            code, out, err, f"Queue {name} has no dead-letter queue: it has no RedrivePolicy."
+        )
+
+
+def test_peek_at_a_missing_queue_names_the_queues_there(
+    lab: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "peek", "--queue", "nope")
+    assert_one_line_error(code, out, err, f"No queue named 'nope' on {lab['endpoint']}; queues there: ")
+    assert lab["state"]["queue"] in err
+    assert "labapp up" not in err  # the lab is up
+
+
+@pytest.fixture
+def bare_moto(no_lab: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's own server, which has no look route: peeking there is a receive, as on real SQS."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    monkeypatch.setenv("LAB_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_peek_that_would_receive_asks_first(bare_moto: str, capsys: pytest.CaptureFixture[str]) -> None:
+    sqs = sqs_client(bare_moto)
+    pair = ensure_queues(sqs, f"aws-like-{uuid.uuid4().hex[:8]}", 3)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="counted")
+    code, out, err = run(capsys, "peek", "--queue", pair.name)  # no terminal to ask on
+    assert_one_line_error(code, out, err, "count toward the queue's maxReceiveCount")
+    assert f"(maxReceiveCount is 3 on {pair.name}); pass --yes to peek anyway." in err
+    attrs = sqs.get_queue_attributes(QueueUrl=pair.url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "1"
+    code, out, _ = run(capsys, "peek", "--queue", pair.name, "--yes")
+    assert code == 0
+    assert "receive_count=1" in out and "body: counted" in out
+
+
+def test_peek_that_would_receive_asks_on_a_terminal(bare_moto: str) -> None:
+    import pexpect
+
+    sqs = sqs_client(bare_moto)
+    pair = ensure_queues(sqs, f"aws-like-{uuid.uuid4().hex[:8]}", 3)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="counted")
+    env = {**os.environ, "LAB_ENDPOINT_URL": bare_moto}
+    for answer, expected in (("n", "Not peeking; nothing was received."), ("y", "receive_count=1")):
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "labapp", "peek", "--queue", pair.name],
+            env=env,
+            timeout=30,
+            encoding="utf-8",
+        )
+        child.expect_exact("Peek anyway? [y/N] ")
+        assert "each look would count toward the queue's maxReceiveCount" in str(child.before)
+        child.sendline(answer)
+        child.expect_exact(expected)  # "n" received nothing, so the "y" look is the first receive
+        child.expect(pexpect.EOF)
+        child.close()
 
 
 def test_commands_as_processes(lab: dict[str, Any]) -> None:

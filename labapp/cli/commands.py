@@ -20,6 +20,9 @@ from labapp.sqsd.options import AWS_DEFAULTS, LAB_PROFILE, parse_overrides, with
 from labapp.sqsd.post import ARTICLE_FORM_WARNING
 
 log = logging.getLogger("labapp")
+#: How many DLQ messages `dlq list` shows, and how many `dlq show` searches (a receive shows ten).
+DLQ_LIST = 10
+DLQ_SEARCH = 1000
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
@@ -144,40 +147,67 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def _print_messages(messages: list[dict[str, Any]]) -> None:
     if not messages:
-        print("(no messages visible)")
+        print("(no messages)")
     for message in messages:
         attrs = message.get("Attributes", {})
-        print(f"{message['MessageId']}  receive_count={attrs.get('ApproximateReceiveCount', '?')}")
+        state = message.get("State", "visible")
+        print(f"{message['MessageId']}  {state}  receive_count={attrs.get('ApproximateReceiveCount', '?')}")
         print(f"  body: {message['Body'][:200]}")
         for name, value in (message.get("MessageAttributes") or {}).items():
             print(f"  attr {name} = {value.get('StringValue', '<binary>')}")
 
 
-def cmd_peek(args: argparse.Namespace) -> int:
+def _dlq_url(queues: Any) -> str:
+    if not queues.dlq_url:
+        raise LabError(f"Queue {queues.name} has no dead-letter queue: it has no RedrivePolicy.")
+    return str(queues.dlq_url)
+
+
+def _peek(args: argparse.Namespace, sqs: Any, queues: Any, url: str, n: int) -> list[dict[str, Any]]:
+    """Peek without side effects; where only a receive can look (real SQS), ask first."""
+    from labapp.sqs.look import PeekReceives
     from labapp.sqs.queues import peek
 
+    try:
+        return peek(sqs, url, n)
+    except PeekReceives as exc:
+        counted = f"{exc} (maxReceiveCount is {queues.max_receive_count} on {queues.name})"
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise LabError(f"{counted}; pass --yes to peek anyway.") from None
+            answer = input(f"{counted}. Peek anyway? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise LabError("Not peeking; nothing was received.") from None
+    return peek(sqs, url, n, receive_ok=True)
+
+
+def cmd_peek(args: argparse.Namespace) -> int:
     sqs, queues = _context(args)
-    _print_messages(peek(sqs, queues.dlq_url if args.dlq else queues.url, args.n))
+    url = _dlq_url(queues) if args.dlq else queues.url
+    _print_messages(_peek(args, sqs, queues, url, args.n))
     return 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from labapp.sqs.queues import peek, purge, redrive
+    from labapp.sqs.queues import purge, redrive
 
     sqs, queues = _context(args)
+    dlq_url = _dlq_url(queues)
     if args.action == "list":
-        _print_messages(peek(sqs, queues.dlq_url, 10))
+        _print_messages(_peek(args, sqs, queues, dlq_url, DLQ_LIST))
     elif args.action == "show":
-        found = [m for m in peek(sqs, queues.dlq_url, 10) if m["MessageId"] == args.message_id]
+        found = [
+            m for m in _peek(args, sqs, queues, dlq_url, DLQ_SEARCH) if m["MessageId"] == args.message_id
+        ]
         if not found:
-            raise LabError(f"No message {args.message_id} among the first ten in {queues.dlq_name}.")
-        print(json.dumps(found[0], indent=2))
+            raise LabError(f"No message {args.message_id} in {queues.dlq_name}.")
+        print(json.dumps(found[0], indent=2, default=str))
     elif args.action == "redrive":
         how, moved = redrive(sqs, queues)
         count = "all messages (asynchronously)" if moved < 0 else f"{moved} messages"
         print(f"Redrove {count} from {queues.dlq_name} to {queues.name} using {how}.")
     elif args.action == "purge":
-        purge(sqs, queues.dlq_url)
+        purge(sqs, dlq_url)
         print(f"Purged {queues.dlq_name}.")
     return 0
 
