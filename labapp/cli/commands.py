@@ -217,10 +217,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     checks = run_checks()
     for check in checks:
-        print(f"{'ok ' if check.ok else 'FIX'} {check.name}: {check.detail}")
+        # An optional check that fails is worth knowing, not fixing: "--", and the exit stays 0.
+        mark = "ok " if check.ok else ("-- " if check.optional else "FIX")
+        print(f"{mark} {check.name}: {check.detail}")
         if not check.ok and check.fix:
             print(f"    -> {check.fix}")
-    return 0 if all(c.ok for c in checks) else 1
+    return 0 if all(c.ok or c.optional for c in checks) else 1
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
