@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,11 +89,28 @@ def test_status(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None
     code, out, err = run(capsys, "status")
     assert (code, err) == (0, "")
     assert f"moto at {lab['endpoint']}" in out
-    assert lab["state"]["queue"] in out
-    assert f"{lab['state']['queue']}-dlq" in out
     assert f"up at {lab['state']['worker_url']}" in out
-    for row in ("visible", "in flight", "delayed", "dead-letter queue", "daemon"):
-        assert row in out
+    assert f"polling {lab['state']['queue']}" in out
+    for column in ("visible", "in flight", "delayed", "DLQ", "polled by"):
+        assert column in out
+    assert re.search(rf"^{lab['state']['queue']} +0 +0 +0 +0  the stack's daemon", out, re.M), out
+
+
+def test_status_shows_every_lab_s_queues(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    # A notebook's lab has queues of its own; status used to show only the stack's idle zeros.
+    sqs = sqs_client(lab["endpoint"])
+    name = f"lab-nb{uuid.uuid4().hex[:4]}"
+    pair = ensure_queues(sqs, name, 3)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="waiting", DelaySeconds=900)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="ready")
+    sqs.send_message(QueueUrl=pair.dlq_url, MessageBody="dead")
+    sqs.receive_message(QueueUrl=pair.url, VisibilityTimeout=300)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="ready too")
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    notebook = name.removeprefix("lab-")
+    assert re.search(rf"^{name} +1 +1 +1 +1  notebook {notebook}'s lab$", out, re.M), out
+    assert f"{name}-dlq " not in out  # a DLQ is a column of its queue's row, not a row
 
 
 def test_send_is_processed(

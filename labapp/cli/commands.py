@@ -48,7 +48,21 @@ def _context(args: argparse.Namespace) -> tuple[Any, Any]:
     endpoint = getattr(args, "endpoint_url", None) or state.get("endpoint_url") or default_endpoint_url()
     name = getattr(args, "queue", None) or state.get("queue") or WORKER_QUEUE
     sqs = sqs_client(endpoint)
-    return sqs, lookup_queues(sqs, name)
+    try:
+        return sqs, lookup_queues(sqs, name)
+    except LabError:
+        _explain_lost_endpoint(state)
+        raise
+
+
+def _explain_lost_endpoint(state: dict[str, Any]) -> None:
+    """Raise the reason the running lab's queues are missing, when it is a restarted or vanished endpoint."""
+    from labapp.runtime.background import endpoint_health
+    from labapp.runtime.supervisor import Health, loss_sentence
+
+    if state and endpoint_health(state) is not Health.OK:
+        said = loss_sentence(state) or f"The SQS endpoint at {state['endpoint_url']} lost the lab's queues."
+        raise LabError(f"{said} The lab makes them again within seconds; `labapp up` heals it now.")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -56,8 +70,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from labapp.runtime.background import read_state, spawn
 
     running = read_state()
-    if running is not None:
-        print(f"The lab is already running: {running['backend']} SQS at {running['endpoint_url']}.")
+    if running is not None and _heal_running(running):
         return 0
     started = time.perf_counter()
     if args.backend == "localstack":
@@ -71,6 +84,33 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     print(f"  worker {state['worker_url']}, daemon polling with the lab profile. Stop with `labapp down`.")
     return 0
+
+
+def _heal_running(state: dict[str, Any]) -> bool:
+    """Heal a running lab whose endpoint restarted; return False when it must be started afresh."""
+    from labapp.runtime.background import endpoint_health, terminate, wait_for_heal
+    from labapp.runtime.supervisor import CHECK_INTERVAL_S, Health, loss_sentence
+
+    health = endpoint_health(state)
+    if health is Health.OK:
+        print(f"The lab is already running: {state['backend']} SQS at {state['endpoint_url']}.")
+        note = loss_sentence(state)
+        if note:
+            print(f"  Earlier: {note}")
+        return True
+    if health is Health.VANISHED and not state.get("owns_endpoint"):
+        # Nothing answers and the lab did not start that endpoint: start the lab again with its own.
+        note = loss_sentence(state) or f"The SQS endpoint at {state['endpoint_url']} does not answer."
+        print(f"{note} Starting the lab again with an endpoint of its own.")
+        terminate()
+        return False
+    # Restarted (or the lab's own emulator died): the stack's supervisor makes the queues again.
+    healed = wait_for_heal(state["marker"], timeout=10 * CHECK_INTERVAL_S + 60)
+    print(loss_sentence(healed) or "The SQS endpoint was restarted.")
+    print(
+        f"  The queues are made again and the daemon restarted: {healed['queue']} at {healed['endpoint_url']}."
+    )
+    return True
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -89,36 +129,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import requests
-
+    from labapp.cli.status import show_status
     from labapp.runtime.background import read_state
-    from labapp.sqs.queues import depth
 
     state = read_state()
     if state is None:
         print("The lab is not running; start it with `labapp up`.", file=sys.stderr)
         return 1
-    sqs, queues = _context(args)
-    d = depth(sqs, queues)
-    try:
-        health = requests.get(f"{state['worker_url']}/_lab/health", timeout=2).json()
-        worker = f"up at {state['worker_url']}, ledger {health['ledger']}"
-        daemon = health.get("daemon", "unknown")
-    except (requests.RequestException, ValueError):
-        worker, daemon = "NOT ANSWERING", "unknown"
-    rows = [
-        ("endpoint", f"{state['backend']} at {state['endpoint_url']}"),
-        ("queue", queues.name),
-        ("visible", d.visible),
-        ("in flight", d.in_flight),
-        ("delayed", d.delayed),
-        ("dead-letter queue", f"{d.dead_letter} in {queues.dlq_name}"),
-        ("worker", worker),
-        ("daemon", daemon),
-    ]
-    for key, value in rows:
-        print(f"{key:>18}: {value}")
-    return 0
+    return show_status(state)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

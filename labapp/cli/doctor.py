@@ -7,12 +7,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from labapp.runtime.background import read_state
+from labapp.runtime.background import endpoint_health, read_state
 from labapp.runtime.endpoint import identify
 from labapp.runtime.ports import port_is_free
+from labapp.runtime.supervisor import Health, loss_sentence
 from labapp.settings import ENDPOINT_PORT as DEFAULT_PORT
 from labapp.settings import ROOT, SHARED_SECRET_ENV, WORKER_PORT
 from labapp.settings import endpoint_url as default_endpoint_url
@@ -70,6 +72,7 @@ def run_checks(root: Path = ROOT) -> list[Check]:
             )
         )
     else:
+        checks += _endpoint_kept_its_queues(state)
         try:
             health = requests.get(f"{state['worker_url']}/_lab/health", timeout=2).json()
             checks.append(Check("Worker", True, f"answers at {state['worker_url']}"))
@@ -88,6 +91,23 @@ def run_checks(root: Path = ROOT) -> list[Check]:
                 Check("Worker", False, "does not answer", "Restart the lab: `labapp down && labapp up`.")
             )
     return checks + docker_checks(root)
+
+
+def _endpoint_kept_its_queues(state: dict[str, Any]) -> list[Check]:
+    health = endpoint_health(state)
+    note = loss_sentence(state)
+    if health is Health.OK:
+        # Healed already: nothing to fix, but the lost messages are worth knowing about.
+        return [Check("Endpoint restarts", False, note, optional=True)] if note else []
+    if health is Health.VANISHED:
+        detail = f"nothing answers at {state['endpoint_url']}" + (f": {note}" if note else "")
+    else:
+        detail = note or f"{state['endpoint_url']} was restarted and lost the lab's queues"
+    return [
+        Check(
+            "Lab stack", False, detail, "Run `labapp up`: it makes the queues again and restarts the daemon."
+        )
+    ]
 
 
 #: How long a docker command may take before the engine counts as not answering.

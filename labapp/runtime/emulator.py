@@ -143,6 +143,11 @@ class Emulator(Server):
         log.info("moto SQS serving at %s", self.url)
         return self
 
+    @property
+    def alive(self) -> bool:
+        """True while the serving thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop serving and join the thread."""
         if self._server is not None:
