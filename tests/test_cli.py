@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,11 +89,28 @@ def test_status(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None
     code, out, err = run(capsys, "status")
     assert (code, err) == (0, "")
     assert f"moto at {lab['endpoint']}" in out
-    assert lab["state"]["queue"] in out
-    assert f"{lab['state']['queue']}-dlq" in out
     assert f"up at {lab['state']['worker_url']}" in out
-    for row in ("visible", "in flight", "delayed", "dead-letter queue", "daemon"):
-        assert row in out
+    assert f"polling {lab['state']['queue']}" in out
+    for column in ("visible", "in flight", "delayed", "DLQ", "polled by"):
+        assert column in out
+    assert re.search(rf"^{lab['state']['queue']} +0 +0 +0 +0  the stack's daemon", out, re.M), out
+
+
+def test_status_shows_every_lab_s_queues(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    # A notebook's lab has queues of its own; status used to show only the stack's idle zeros.
+    sqs = sqs_client(lab["endpoint"])
+    name = f"lab-nb{uuid.uuid4().hex[:4]}"
+    pair = ensure_queues(sqs, name, 3)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="waiting", DelaySeconds=900)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="ready")
+    sqs.send_message(QueueUrl=pair.dlq_url, MessageBody="dead")
+    sqs.receive_message(QueueUrl=pair.url, VisibilityTimeout=300)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="ready too")
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    notebook = name.removeprefix("lab-")
+    assert re.search(rf"^{name} +1 +1 +1 +1  notebook {notebook}'s lab$", out, re.M), out
+    assert f"{name}-dlq " not in out  # a DLQ is a column of its queue's row, not a row
 
 
 def test_send_is_processed(
@@ -123,7 +141,7 @@ def test_peek_and_dlq_commands_on_another_queue(
     assert out.count("body: hello") == 3  # peeking consumed nothing
 
     code, out, _ = run(capsys, "dlq", "list", "--queue", pair.name)
-    assert (code, out.strip()) == (0, "(no messages visible)")
+    assert (code, out.strip()) == (0, "(no messages)")
     dead_id = sqs.send_message(QueueUrl=pair.dlq_url, MessageBody='{"dead": true}')["MessageId"]
     code, out, _ = run(capsys, "peek", "--dlq", "--queue", pair.name)
     assert dead_id in out
@@ -146,6 +164,96 @@ def test_peek_and_dlq_commands_on_another_queue(
     assert '{"dead": true}' in out
 
 
+def test_peek_is_not_a_receive(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    # Each peek used to be a receive: on a queue with maxReceiveCount 3 the message was in the DLQ
+    # before the fourth one.
+    sqs = sqs_client(lab["endpoint"])
+    pair = ensure_queues(sqs, f"cli-{uuid.uuid4().hex[:8]}", 3)
+    run(capsys, "send", "still here", "--queue", pair.name)
+    for _ in range(5):
+        code, out, _ = run(capsys, "peek", "--queue", pair.name)
+        assert code == 0
+        assert "visible  receive_count=0" in out and "body: still here" in out
+    code, out, _ = run(capsys, "peek", "--dlq", "--queue", pair.name)
+    assert (code, out.strip()) == (0, "(no messages)")
+
+
+def test_peek_at_a_queue_without_a_dlq(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    sqs = sqs_client(lab["endpoint"])
+    name = f"plain-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="no redrive policy")
+    code, out, err = run(capsys, "peek", "--queue", name)  # used to say NonExistentQueue
+    assert (code, err) == (0, "")
+    assert "body: no redrive policy" in out
+    for argv in (["peek", "--dlq", "--queue", name], ["dlq", "list", "--queue", name]):
+        code, out, err = run(capsys, *argv)
+        assert_one_line_error(
+            code, out, err, f"Queue {name} has no dead-letter queue: it has no RedrivePolicy."
+        )
+
+
+def test_peek_at_a_missing_queue_names_the_queues_there(
+    lab: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "peek", "--queue", "nope")
+    assert_one_line_error(code, out, err, f"No queue named 'nope' on {lab['endpoint']}; queues there: ")
+    assert lab["state"]["queue"] in err
+    assert "labapp up" not in err  # the lab is up
+
+
+@pytest.fixture
+def bare_moto(no_lab: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's own server, which has no look route: peeking there is a receive, as on real SQS."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    monkeypatch.setenv("LAB_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_peek_that_would_receive_asks_first(bare_moto: str, capsys: pytest.CaptureFixture[str]) -> None:
+    sqs = sqs_client(bare_moto)
+    pair = ensure_queues(sqs, f"aws-like-{uuid.uuid4().hex[:8]}", 3)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="counted")
+    code, out, err = run(capsys, "peek", "--queue", pair.name)  # no terminal to ask on
+    assert_one_line_error(code, out, err, "count toward the queue's maxReceiveCount")
+    assert f"(maxReceiveCount is 3 on {pair.name}); pass --yes to peek anyway." in err
+    attrs = sqs.get_queue_attributes(QueueUrl=pair.url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "1"
+    code, out, _ = run(capsys, "peek", "--queue", pair.name, "--yes")
+    assert code == 0
+    assert "receive_count=1" in out and "body: counted" in out
+
+
+def test_peek_that_would_receive_asks_on_a_terminal(bare_moto: str) -> None:
+    import pexpect
+
+    sqs = sqs_client(bare_moto)
+    pair = ensure_queues(sqs, f"aws-like-{uuid.uuid4().hex[:8]}", 3)
+    sqs.send_message(QueueUrl=pair.url, MessageBody="counted")
+    env = {**os.environ, "LAB_ENDPOINT_URL": bare_moto}
+    for answer, expected in (("n", "Not peeking; nothing was received."), ("y", "receive_count=1")):
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "labapp", "peek", "--queue", pair.name],
+            env=env,
+            timeout=30,
+            encoding="utf-8",
+        )
+        child.expect_exact("Peek anyway? [y/N] ")
+        assert "each look would count toward the queue's maxReceiveCount" in str(child.before)
+        child.sendline(answer)
+        child.expect_exact(expected)  # "n" received nothing, so the "y" look is the first receive
+        child.expect(pexpect.EOF)
+        child.close()
+
+
 def test_commands_as_processes(lab: dict[str, Any]) -> None:
     done = run_process("status")
     assert done.returncode == 0, done.stderr
@@ -165,6 +273,66 @@ def test_reset(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "Reset:" in out
     assert ledger(lab)["summary"] == {"applied": 0, "deliveries": 0, "duplicates": 0}
+
+
+FAKE_DOCKER = """#!/bin/sh
+# A stand-in for the docker CLI: FAKE_DOCKER_ENGINE / FAKE_DOCKER_COMPOSE, when set, are what
+# `docker info` and `docker compose version` print; unset, each fails as a real one does.
+case "$1" in
+    info) [ -n "$FAKE_DOCKER_ENGINE" ] && { echo "$FAKE_DOCKER_ENGINE"; exit 0; }
+          echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2; exit 1 ;;
+    compose) [ -n "$FAKE_DOCKER_COMPOSE" ] && { echo "$FAKE_DOCKER_COMPOSE"; exit 0; }
+          echo "docker: unknown command: docker compose" >&2; exit 1 ;;
+esac
+exit 1
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `docker` first on PATH whose engine and compose plugin answer only when told to."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("FAKE_DOCKER_ENGINE", raising=False)
+    monkeypatch.delenv("FAKE_DOCKER_COMPOSE", raising=False)
+    return bin_dir
+
+
+def test_doctor_reports_what_docker_lacks_and_still_passes(
+    lab: dict[str, Any], fake_docker: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to say "ok Docker (optional): found" with no engine and no compose plugin.
+    code, out, _ = run(capsys, "doctor")
+    assert code == 0, out  # optional checks never make the doctor fail
+    assert "--  Docker engine (optional): installed, but no engine answers: Cannot connect" in out
+    assert "--  Docker compose plugin (optional): missing" in out
+    assert "Docker (optional): found" not in out
+    assert "FIX" not in out
+
+
+def test_docker_checks_engine_plugin_and_env(
+    fake_docker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labapp.cli.doctor import docker_checks
+
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    monkeypatch.setenv("FAKE_DOCKER_ENGINE", "28.2.2")
+    monkeypatch.setenv("FAKE_DOCKER_COMPOSE", "2.39.1")
+    engine, compose, env = docker_checks(tmp_path)
+    assert (engine.ok, engine.detail) == (True, "answers (server 28.2.2)")
+    assert (compose.ok, compose.detail) == (True, "version 2.39.1")
+    assert not env.ok and "make-env.sh" in env.fix and env.optional
+    (tmp_path / ".env").write_text("# written by make-env.sh\nLAB_SHARED_SECRET=\nLAB_UID=1000\n")
+    assert not docker_checks(tmp_path)[2].ok  # an empty secret is no secret
+    (tmp_path / ".env").write_text("LAB_SHARED_SECRET=0123abcd\n")
+    assert all(check.ok for check in docker_checks(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    [absent] = docker_checks(tmp_path)
+    assert (absent.ok, absent.optional) == (False, True) and "not installed" in absent.detail
 
 
 def test_down_stops_everything(lab: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from labapp.errors import EndpointError, LabError
+from labapp.runtime.ports import free_port
 from labapp.settings import ALLOW_AWS_ENV, LOCAL_HOSTS_ENV
 from labapp.sqs.client import SqsClient, is_local, sqs_client
+from labapp.sqs.look import PeekReceives
 from labapp.sqs.queues import (
     QueuePair,
     depth,
@@ -64,9 +67,39 @@ def test_ensure_queues_is_idempotent_and_updates_max_retries(sqs: SqsClient) -> 
     assert lookup_queues(sqs, name) == changed
 
 
-def test_lookup_missing_queue_says_what_to_do(sqs: SqsClient) -> None:
-    with pytest.raises(LabError, match="labapp up"):
-        lookup_queues(sqs, fresh_name())
+def test_lookup_missing_queue_names_the_queues_there(sqs: SqsClient) -> None:
+    pair = ensure_queues(sqs, fresh_name(), 3)
+    missing = fresh_name()
+    with pytest.raises(LabError) as caught:
+        lookup_queues(sqs, missing)
+    message = str(caught.value)
+    assert message.startswith(f"No queue named {missing!r} on {sqs.meta.endpoint_url}; queues there: ")
+    assert pair.name in message and "labapp up" not in message
+
+
+def test_lookup_a_queue_without_redrive_policy_has_no_dlq(sqs: SqsClient) -> None:
+    name = fresh_name()
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    pair = lookup_queues(sqs, name)  # used to ask for NAME-dlq and fail with NonExistentQueue
+    assert (pair.url, pair.dlq_url, pair.dlq_arn, pair.dlq_name, pair.max_receive_count) == (
+        url,
+        "",
+        "",
+        "",
+        0,
+    )
+
+
+def test_lookup_follows_the_redrive_policy_to_a_dlq_of_any_name(sqs: SqsClient) -> None:
+    dlq_url = sqs.create_queue(QueueName=fresh_name())["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    name = fresh_name()
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 4})
+    sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})
+    pair = lookup_queues(sqs, name)
+    assert (pair.dlq_url, pair.dlq_arn, pair.max_receive_count) == (dlq_url, dlq_arn, 4)
 
 
 def test_send_messages_in_batches_keeps_order_and_attributes(sqs: SqsClient, queues: QueuePair) -> None:
@@ -140,14 +173,74 @@ def test_send_splits_batches_at_256_kib(sqs: SqsClient, queues: QueuePair) -> No
 def test_peek_does_not_consume(sqs: SqsClient, queues: QueuePair) -> None:
     send_messages(sqs, queues.url, ["a", "b", "c"])
     seen = peek(sqs, queues.url, 10)
-    assert sorted(m["Body"] for m in seen) == ["a", "b", "c"]
-    assert all("ReceiptHandle" in m and "Attributes" in m for m in seen)
+    assert [m["Body"] for m in seen] == ["a", "b", "c"]  # oldest first
+    assert all("ReceiptHandle" not in m and m["State"] == "visible" for m in seen)
     d = depth(sqs, queues)
     assert (d.visible, d.in_flight) == (3, 0)
-    # Still there for a real consumer. (A peek is a receive: on AWS it also counts towards
-    # maxReceiveCount, which is why the kit peeks at the DLQ rather than the worker queue.)
     reply = sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=10, VisibilityTimeout=30)
     assert len(reply["Messages"]) == 3
+
+
+def test_peeking_never_moves_a_message_to_the_dlq(sqs: SqsClient, queues: QueuePair) -> None:
+    # A peek used to be a receive: each raised the receive count, and on a queue with
+    # maxReceiveCount 3 the message was in the DLQ before the fourth peek.
+    [message_id] = send_messages(sqs, queues.url, ["look at me"])
+    for _ in range(queues.max_receive_count + 2):
+        [seen] = peek(sqs, queues.url)
+        assert (seen["MessageId"], seen["Attributes"]["ApproximateReceiveCount"]) == (message_id, "0")
+    assert "ApproximateFirstReceiveTimestamp" not in seen["Attributes"]
+    assert depth(sqs, queues).dead_letter == 0
+    [received] = sqs.receive_message(QueueUrl=queues.url, AttributeNames=["All"], VisibilityTimeout=30)[
+        "Messages"
+    ]
+    assert received["Attributes"]["ApproximateReceiveCount"] == "1"
+
+
+def test_peek_shows_in_flight_and_delayed_messages_with_their_state(
+    sqs: SqsClient, queues: QueuePair
+) -> None:
+    send_messages(sqs, queues.url, ["taken", "waiting"])
+    send_messages(sqs, queues.url, ["later"], delay_seconds=60)
+    sqs.receive_message(QueueUrl=queues.url, MaxNumberOfMessages=1, VisibilityTimeout=60)
+    seen = {m["Body"]: m for m in peek(sqs, queues.url)}
+    assert {body: m["State"] for body, m in seen.items()} == {
+        "taken": "in flight",
+        "waiting": "visible",
+        "later": "delayed",
+    }
+    assert seen["taken"]["Attributes"]["ApproximateReceiveCount"] == "1"
+    assert int(seen["taken"]["Attributes"]["ApproximateFirstReceiveTimestamp"]) > 0
+    assert peek(sqs, queues.url, 1)[0]["Body"] == "taken"
+
+
+def test_peek_of_a_missing_queue_is_one_sentence(sqs: SqsClient, queues: QueuePair) -> None:
+    gone = queues.url.rsplit("/", 1)[0] + "/" + fresh_name()
+    with pytest.raises(LabError, match="There is no queue at"):
+        peek(sqs, gone)
+
+
+@pytest.fixture
+def bare_moto() -> Iterator[SqsClient]:
+    """moto's own server, without the lab's look route: what a peek meets on real SQS."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        yield sqs_client(f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
+
+
+def test_where_only_a_receive_can_look_peek_asks_for_consent(bare_moto: SqsClient) -> None:
+    pair = ensure_queues(bare_moto, fresh_name(), 3)
+    send_messages(bare_moto, pair.url, ["x"])
+    with pytest.raises(PeekReceives, match="count toward the queue's maxReceiveCount"):
+        peek(bare_moto, pair.url)
+    assert depth(bare_moto, pair).visible == 1
+    [seen] = peek(bare_moto, pair.url, receive_ok=True)
+    assert seen["Attributes"]["ApproximateReceiveCount"] == "1"  # it was a receive, as on AWS
 
 
 def test_depth_counts_visible_in_flight_delayed_and_dead(sqs: SqsClient, queues: QueuePair) -> None:

@@ -21,6 +21,9 @@ from labapp.sqsd.options import AWS_DEFAULTS, LAB_PROFILE, parse_overrides, with
 from labapp.sqsd.post import ARTICLE_FORM_WARNING
 
 log = logging.getLogger("labapp")
+#: How many DLQ messages `dlq list` shows, and how many `dlq show` searches (a receive shows ten).
+DLQ_LIST = 10
+DLQ_SEARCH = 1000
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
@@ -46,7 +49,21 @@ def _context(args: argparse.Namespace) -> tuple[Any, Any]:
     endpoint = getattr(args, "endpoint_url", None) or state.get("endpoint_url") or default_endpoint_url()
     name = getattr(args, "queue", None) or state.get("queue") or WORKER_QUEUE
     sqs = sqs_client(endpoint)
-    return sqs, lookup_queues(sqs, name)
+    try:
+        return sqs, lookup_queues(sqs, name)
+    except LabError:
+        _explain_lost_endpoint(state)
+        raise
+
+
+def _explain_lost_endpoint(state: dict[str, Any]) -> None:
+    """Raise the reason the running lab's queues are missing, when it is a restarted or vanished endpoint."""
+    from labapp.runtime.background import endpoint_health
+    from labapp.runtime.supervisor import Health, loss_sentence
+
+    if state and endpoint_health(state) is not Health.OK:
+        said = loss_sentence(state) or f"The SQS endpoint at {state['endpoint_url']} lost the lab's queues."
+        raise LabError(f"{said} The lab makes them again within seconds; `labapp up` heals it now.")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -54,8 +71,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from labapp.runtime.background import read_state, spawn
 
     running = read_state()
-    if running is not None:
-        print(f"The lab is already running: {running['backend']} SQS at {running['endpoint_url']}.")
+    if running is not None and _heal_running(running):
         return 0
     started = time.perf_counter()
     if args.backend == "localstack":
@@ -69,6 +85,33 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     print(f"  worker {state['worker_url']}, daemon polling with the lab profile. Stop with `labapp down`.")
     return 0
+
+
+def _heal_running(state: dict[str, Any]) -> bool:
+    """Heal a running lab whose endpoint restarted; return False when it must be started afresh."""
+    from labapp.runtime.background import endpoint_health, terminate, wait_for_heal
+    from labapp.runtime.supervisor import CHECK_INTERVAL_S, Health, loss_sentence
+
+    health = endpoint_health(state)
+    if health is Health.OK:
+        print(f"The lab is already running: {state['backend']} SQS at {state['endpoint_url']}.")
+        note = loss_sentence(state)
+        if note:
+            print(f"  Earlier: {note}")
+        return True
+    if health is Health.VANISHED and not state.get("owns_endpoint"):
+        # Nothing answers and the lab did not start that endpoint: start the lab again with its own.
+        note = loss_sentence(state) or f"The SQS endpoint at {state['endpoint_url']} does not answer."
+        print(f"{note} Starting the lab again with an endpoint of its own.")
+        terminate()
+        return False
+    # Restarted (or the lab's own emulator died): the stack's supervisor makes the queues again.
+    healed = wait_for_heal(state["marker"], timeout=10 * CHECK_INTERVAL_S + 60)
+    print(loss_sentence(healed) or "The SQS endpoint was restarted.")
+    print(
+        f"  The queues are made again and the daemon restarted: {healed['queue']} at {healed['endpoint_url']}."
+    )
+    return True
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -87,36 +130,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import requests
-
+    from labapp.cli.status import show_status
     from labapp.runtime.background import read_state
-    from labapp.sqs.queues import depth
 
     state = read_state()
     if state is None:
         print("The lab is not running; start it with `labapp up`.", file=sys.stderr)
         return 1
-    sqs, queues = _context(args)
-    d = depth(sqs, queues)
-    try:
-        health = requests.get(f"{state['worker_url']}/_lab/health", timeout=2).json()
-        worker = f"up at {state['worker_url']}, ledger {health['ledger']}"
-        daemon = health.get("daemon", "unknown")
-    except (requests.RequestException, ValueError):
-        worker, daemon = "NOT ANSWERING", "unknown"
-    rows = [
-        ("endpoint", f"{state['backend']} at {state['endpoint_url']}"),
-        ("queue", queues.name),
-        ("visible", d.visible),
-        ("in flight", d.in_flight),
-        ("delayed", d.delayed),
-        ("dead-letter queue", f"{d.dead_letter} in {queues.dlq_name}"),
-        ("worker", worker),
-        ("daemon", daemon),
-    ]
-    for key, value in rows:
-        print(f"{key:>18}: {value}")
-    return 0
+    return show_status(state)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -145,40 +166,67 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def _print_messages(messages: list[dict[str, Any]]) -> None:
     if not messages:
-        print("(no messages visible)")
+        print("(no messages)")
     for message in messages:
         attrs = message.get("Attributes", {})
-        print(f"{message['MessageId']}  receive_count={attrs.get('ApproximateReceiveCount', '?')}")
+        state = message.get("State", "visible")
+        print(f"{message['MessageId']}  {state}  receive_count={attrs.get('ApproximateReceiveCount', '?')}")
         print(f"  body: {message['Body'][:200]}")
         for name, value in (message.get("MessageAttributes") or {}).items():
             print(f"  attr {name} = {value.get('StringValue', '<binary>')}")
 
 
-def cmd_peek(args: argparse.Namespace) -> int:
+def _dlq_url(queues: Any) -> str:
+    if not queues.dlq_url:
+        raise LabError(f"Queue {queues.name} has no dead-letter queue: it has no RedrivePolicy.")
+    return str(queues.dlq_url)
+
+
+def _peek(args: argparse.Namespace, sqs: Any, queues: Any, url: str, n: int) -> list[dict[str, Any]]:
+    """Peek without side effects; where only a receive can look (real SQS), ask first."""
+    from labapp.sqs.look import PeekReceives
     from labapp.sqs.queues import peek
 
+    try:
+        return peek(sqs, url, n)
+    except PeekReceives as exc:
+        counted = f"{exc} (maxReceiveCount is {queues.max_receive_count} on {queues.name})"
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise LabError(f"{counted}; pass --yes to peek anyway.") from None
+            answer = input(f"{counted}. Peek anyway? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise LabError("Not peeking; nothing was received.") from None
+    return peek(sqs, url, n, receive_ok=True)
+
+
+def cmd_peek(args: argparse.Namespace) -> int:
     sqs, queues = _context(args)
-    _print_messages(peek(sqs, queues.dlq_url if args.dlq else queues.url, args.n))
+    url = _dlq_url(queues) if args.dlq else queues.url
+    _print_messages(_peek(args, sqs, queues, url, args.n))
     return 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from labapp.sqs.queues import peek, purge, redrive
+    from labapp.sqs.queues import purge, redrive
 
     sqs, queues = _context(args)
+    dlq_url = _dlq_url(queues)
     if args.action == "list":
-        _print_messages(peek(sqs, queues.dlq_url, 10))
+        _print_messages(_peek(args, sqs, queues, dlq_url, DLQ_LIST))
     elif args.action == "show":
-        found = [m for m in peek(sqs, queues.dlq_url, 10) if m["MessageId"] == args.message_id]
+        found = [
+            m for m in _peek(args, sqs, queues, dlq_url, DLQ_SEARCH) if m["MessageId"] == args.message_id
+        ]
         if not found:
-            raise LabError(f"No message {args.message_id} among the first ten in {queues.dlq_name}.")
-        print(json.dumps(found[0], indent=2))
+            raise LabError(f"No message {args.message_id} in {queues.dlq_name}.")
+        print(json.dumps(found[0], indent=2, default=str))
     elif args.action == "redrive":
         how, moved = redrive(sqs, queues)
         count = f"{moved} messages"
         print(f"Redrove {count} from {queues.dlq_name} to {queues.name} using {how}.")
     elif args.action == "purge":
-        purge(sqs, queues.dlq_url)
+        purge(sqs, dlq_url)
         print(f"Purged {queues.dlq_name}.")
     return 0
 
@@ -188,10 +236,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     checks = run_checks()
     for check in checks:
-        print(f"{'ok ' if check.ok else 'FIX'} {check.name}: {check.detail}")
+        # An optional check that fails is worth knowing, not fixing: "--", and the exit stays 0.
+        mark = "ok " if check.ok else ("-- " if check.optional else "FIX")
+        print(f"{mark} {check.name}: {check.detail}")
         if not check.ok and check.fix:
             print(f"    -> {check.fix}")
-    return 0 if all(c.ok for c in checks) else 1
+    return 0 if all(c.ok or c.optional for c in checks) else 1
 
 
 def cmd_reset(args: argparse.Namespace) -> int:

@@ -216,7 +216,7 @@ class Lab(Stack):
         return self.state.ledger
 
     def dead_letters(self, max_messages: int = 10) -> list[dict[str, Any]]:
-        """Peek at messages in the DLQ without taking them."""
+        """Look at the DLQ's oldest messages without receiving them (no receive count changes)."""
         return peek(self.sqs, self.queues.dlq_url, max_messages)
 
     def redrive(self) -> tuple[str, int]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, EndpointConnectionError
+
 from labapp.course.handlers import restore_handler
 from labapp.course.lab import RUNNING, Lab
-from labapp.errors import LabError
+from labapp.errors import EndpointError, LabError
 from labapp.sqsd.options import LAB_PROFILE, OPTION_NAMES, SqsdOptions
 from labapp.sqsd.post import Encoding
 
@@ -21,6 +25,63 @@ class PreflightError(LabError):
     def _render_traceback_(self) -> list[str]:
         # IPython calls this instead of printing a traceback.
         return [f"Preflight failed: {self.problem}", f"Fix: {self.fix}"]
+
+
+#: What a cell raises once the SQS endpoint under a running notebook has gone or was restarted.
+ENDPOINT_LOST = (EndpointConnectionError, ConnectionClosedError, EndpointError, ClientError)
+NON_EXISTENT = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+def endpoint_lost_lines(error: BaseException) -> list[str] | None:
+    """Return the two lines that explain a lost or restarted endpoint, or None for any other error."""
+    if isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") not in NON_EXISTENT:
+        return None
+    lab = next(reversed(RUNNING.values()), None)
+    if isinstance(error, ClientError) and (lab is None or _queue_still_there(lab)):
+        return None  # some other queue is missing, not the lab's: the traceback says which
+    where = lab.endpoint.url if lab is not None and lab.endpoint is not None else "the lab's endpoint"
+    rerun = f'`lab = course.start("{lab.name}")`' if lab is not None else "the notebook's first code cell"
+    if isinstance(error, ClientError):
+        problem = (
+            f"The SQS endpoint at {where} was restarted: this notebook's queues are gone with what they held."
+        )
+    else:
+        problem = (
+            f"The SQS endpoint at {where} does not answer: the emulator stopped, and its queues with it."
+        )
+    return [
+        problem,
+        f"Fix: run the preflight cell again ({rerun}); it starts what is missing and makes fresh queues.",
+    ]
+
+
+def _queue_still_there(lab: Lab) -> bool:
+    try:
+        lab.sqs.get_queue_url(QueueName=lab.queues.name)
+    except (ClientError, BotoCoreError):
+        return False
+    return True
+
+
+def _show_endpoint_lost(
+    shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
+) -> None:
+    lines = endpoint_lost_lines(value)
+    if lines is None:  # a ClientError of another kind: IPython's own traceback
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        return
+    print("\n".join(lines))
+
+
+def show_endpoint_errors_briefly() -> None:
+    """In IPython, print two lines instead of a botocore traceback when the endpoint is lost."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # a plain Python script: tracebacks stay as they are
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc(ENDPOINT_LOST, _show_endpoint_lost)
 
 
 def start(
@@ -45,6 +106,8 @@ def start(
     if not daemon:
         lab.stop_daemon()
     RUNNING[name] = lab
+    # Once, centrally: every later cell that meets a dead endpoint says so in two lines.
+    show_endpoint_errors_briefly()
     assert lab.endpoint is not None and lab.worker is not None
     what = "daemon running" if daemon else "daemon paused (you play the daemon)"
     print(

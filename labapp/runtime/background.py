@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from labapp import settings
 from labapp.errors import LabError, ProcessFailed, WaitTimeout
 from labapp.runtime.process import ChildProcess
 from labapp.runtime.stack import Stack
+from labapp.runtime.supervisor import CHECK_INTERVAL_S, Health, Supervisor, check
 from labapp.runtime.wait import stop_on_signals, wait_until
 
 
@@ -49,20 +51,61 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def serve_forever(stack: Stack) -> int:
-    """Run a stack in the foreground until SIGTERM or Ctrl-C; write its state file while it runs."""
+def write_state(state: dict[str, Any]) -> None:
+    """Write the stack's state file whole, then rename it, so no reader sees half a file."""
+    partial = state_file().with_suffix(".tmp")
+    partial.write_text(json.dumps(state, indent=2))
+    os.replace(partial, state_file())
+
+
+def serve_forever(stack: Stack, interval: float = CHECK_INTERVAL_S) -> int:
+    """Run a stack in the foreground until SIGTERM or Ctrl-C; keep its state file while it runs.
+
+    A supervisor thread looks at the endpoint every `interval` seconds: it restarts an emulator
+    the stack started, and after an endpoint restart it makes the queues again, restarts the
+    daemon and records when, and how many messages were lost, in the state file.
+    """
     stop = stop_on_signals()
     stack.start()
-    # Written whole, then renamed, so `labapp up` never reads half a file.
-    partial = state_file().with_suffix(".tmp")
-    partial.write_text(json.dumps(stack.describe(), indent=2))
-    os.replace(partial, state_file())
+    state = stack.describe()
+    lock = threading.Lock()
+
+    def report(changes: dict[str, Any]) -> None:
+        with lock:
+            state.update(changes)
+            write_state(state)
+
+    supervisor = Supervisor(stack, report, interval)
+    watcher = threading.Thread(target=supervisor.run, args=(stop,), name="supervisor", daemon=True)
+    watcher.start()
     try:
         stop.wait()
     finally:
+        watcher.join(timeout=30)
         state_file().unlink(missing_ok=True)
+        supervisor.remove_marker()
         stack.stop()
     return 0
+
+
+def endpoint_health(state: dict[str, Any]) -> Health:
+    """Look at the running stack's endpoint now, as its supervisor does."""
+    from labapp.sqs.client import sqs_client
+
+    marker = state.get("marker")
+    if not marker:
+        return Health.OK  # a stack that has not planted its marker yet
+    return check(sqs_client(state["endpoint_url"]), marker)
+
+
+def wait_for_heal(previous_marker: str, timeout: float) -> dict[str, Any]:
+    """Wait until the supervisor has planted a new marker (the queues are back); return the state."""
+
+    def healed() -> dict[str, Any]:
+        state = read_state() or {}
+        return state if state.get("marker") not in (None, previous_marker) else {}
+
+    return wait_until(healed, timeout, "the lab to make its queues again")
 
 
 def spawn(args: list[str], timeout: float = 20) -> dict[str, Any]:

@@ -1,17 +1,24 @@
 """moto's SQS served on loopback in this process: the lab's embedded endpoint.
 
-moto is pure pip and starts in under a second; the lab carries fixes for the places where it
-differs from SQS in ways a lesson would notice (see `_serialise_moto_queues`).
+moto is pure pip and starts in under a second. The lab carries fixes for the places where it
+differs from SQS in ways a lesson would notice (runtime/moto_fixes.py: cost linear in queue
+depth, receives and deletes serialised), and one route of its own: `GET /_lab/sqs/messages?
+QueueUrl=...` lists a queue's messages without receiving them, as LocalStack's developer
+endpoint does, so a peek does not raise any receive count.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from labapp.runtime.moto_fixes import install as install_moto_fixes
 from labapp.runtime.servers import Server
 from labapp.settings import ENDPOINT_PORT, HOST
 
@@ -25,31 +32,86 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def _serialise_moto_queues() -> None:
-    """Make moto's ReceiveMessage and DeleteMessage hold the queue's lock, as SendMessage does.
+#: The lab's own route on the embedded endpoint: a queue's messages, looked at without receiving.
+LOOK_PATH = "/_lab/sqs/messages"
 
-    moto (5.x) deletes by rebuilding a queue's message list without the lock, so a message sent
-    meanwhile vanished; and two receives could both take the same visible message. Real SQS does
-    neither. (A long poll still lets others in: waiting on the lock's condition releases it.)
+
+def _state_of(message: Any, now: float) -> str:
+    # moto's rules: visible once now > visible_at, delayed while now < delayed_until.
+    if now < message.delayed_until:
+        return "delayed"
+    return "visible" if now > message.visible_at else "in flight"
+
+
+def _attribute_json(value: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in value.items() if k != "BinaryValue"}
+    if "BinaryValue" in value:
+        shown["BinaryValue"] = base64.b64encode(bytes(value["BinaryValue"])).decode("ascii")
+    return shown
+
+
+def look(queue_url: str) -> dict[str, Any] | None:
+    """Return a queue's messages as JSON-ready data, touching none of them; None if no such queue.
+
+    Each message has what ReceiveMessage would show (body, MD5, system attributes, message
+    attributes with Binary values in base64) plus its state; the receive count does not change.
     """
-    from moto.sqs.models import Queue, SQSBackend
+    from moto.sqs.models import sqs_backends, unix_time_millis
 
-    if getattr(Queue.delete_message, "lab_serialised", False):
-        return
-    original_delete = Queue.delete_message
-    original_receive = SQSBackend.receive_message
+    parts = urlparse(queue_url).path.strip("/").split("/")
+    if len(parts) != 2 or parts[0] not in sqs_backends:
+        return None
+    account, name = parts
+    queue = next(
+        (backend.queues[name] for backend in sqs_backends[account].values() if name in backend.queues), None
+    )
+    if queue is None:
+        return None
+    with queue._messages_lock:
+        messages, now = list(queue._messages), unix_time_millis()
+    listed = []
+    for message in messages:
+        attributes = {
+            "SenderId": message.sender_id,
+            "SentTimestamp": str(message.sent_timestamp),
+            "ApproximateReceiveCount": str(message.approximate_receive_count),
+        }
+        if message.approximate_first_receive_timestamp:
+            attributes["ApproximateFirstReceiveTimestamp"] = str(message.approximate_first_receive_timestamp)
+        entry: dict[str, Any] = {
+            "MessageId": message.id,
+            "Body": message.body,
+            "MD5OfBody": message.body_md5,
+            "Attributes": attributes,
+            "State": _state_of(message, now),
+        }
+        if message.message_attributes:
+            entry["MessageAttributes"] = {
+                key: _attribute_json(value) for key, value in message.message_attributes.items()
+            }
+        listed.append(entry)
+    return {"QueueUrl": queue_url, "Messages": listed}
 
-    def delete_message(self: Queue, receipt_handle: str) -> None:
-        with self._messages_lock:
-            original_delete(self, receipt_handle)
 
-    def receive_message(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
-        with self.get_queue(queue_name)._messages_lock:
-            return original_receive(self, queue_name, *args, **kwargs)
+class _LabRoutes:
+    """moto's WSGI app, with the lab's look route in front of it."""
 
-    delete_message.lab_serialised = True  # type: ignore[attr-defined]
-    Queue.delete_message = delete_message  # type: ignore[method-assign]
-    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    def __init__(self, moto_app: Any) -> None:
+        self.moto_app = moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != LOOK_PATH or environ.get("REQUEST_METHOD") != "GET":
+            return self.moto_app(environ, start_response)
+        queue_url = parse_qs(environ.get("QUERY_STRING", "")).get("QueueUrl", [""])[0]
+        found = look(queue_url)
+        if found is None:
+            status = "404 Not Found"
+            found = {"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue", "QueueUrl": queue_url}}
+        else:
+            status = "200 OK"
+        body = json.dumps(found).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 class Emulator(Server):
@@ -69,8 +131,8 @@ class Emulator(Server):
         # moto raises NotImplementedError for StartMessageMoveTask and werkzeug would print the
         # whole traceback; the kit handles that case itself (sqs.queues.redrive).
         logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
-        app = DomainDispatcherApplication(create_backend_app)
-        _serialise_moto_queues()
+        app = _LabRoutes(DomainDispatcherApplication(create_backend_app))
+        install_moto_fixes()
         self._refuse_taken_port(
             "stop what uses it (`labapp doctor` shows what) or choose another with --port."
         )
@@ -80,6 +142,11 @@ class Emulator(Server):
         self._thread.start()
         log.info("moto SQS serving at %s", self.url)
         return self
+
+    @property
+    def alive(self) -> bool:
+        """True while the serving thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop serving and join the thread."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from urllib.parse import urlparse
 
 import requests
@@ -38,6 +39,19 @@ class Endpoint:
     url: str
     backend: str  # "moto", "localstack" or "aws"
     emulator: Emulator | LocalStack | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process serving the endpoint when this process started it (itself, or LocalStack's child)."""
+        if isinstance(self.emulator, LocalStack):
+            return self.emulator.pid or 0
+        return os.getpid() if self.emulator is not None else 0
+
+    def restart(self) -> None:
+        """Start the emulator this process owns again, on the same port (it comes back empty)."""
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator.start()
 
     def stop(self) -> None:
         """Stop the emulator if this process owns it."""

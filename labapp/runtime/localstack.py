@@ -115,6 +115,15 @@ class LocalStack(Server):
             raise EndpointError(f"LocalStack did not start: {exc}") from None
         return self
 
+    @property
+    def alive(self) -> bool:
+        """True while LocalStack's process runs."""
+        return self.child is not None and self.child.alive
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None else None
+
     def _sqs_available(self) -> bool:
         try:
             services = requests.get(f"{self.url}/_localstack/health", timeout=1).json().get("services", {})

@@ -94,6 +94,16 @@ class Stack:
             raise
         return self
 
+    def recreate_queues(self) -> None:
+        """Make the queues again on an endpoint that lost them (a restarted emulator), and restart the daemon."""
+        assert self.endpoint is not None, "start() the stack first"
+        self.queues = ensure_queues(
+            self.sqs, self.queue_name, self.options.MaxRetries, self.options.VisibilityTimeout
+        )
+        if self.instance is not None:
+            # A daemon still polling the old queue would only ever hear NonExistentQueue.
+            self.start_daemon()
+
     def prepare(self) -> None:
         """Hook between making the queues and starting the worker (a notebook empties them here)."""
 
@@ -133,6 +143,7 @@ class Stack:
             "endpoint_url": self.endpoint.url,
             "backend": self.endpoint.backend,
             "owns_endpoint": self.endpoint.emulator is not None,
+            "endpoint_pid": self.endpoint.pid,
             "queue": self.queues.name,
             "queue_url": self.queues.url,
             "dlq_url": self.queues.dlq_url,

@@ -22,6 +22,7 @@ from labapp.sqs.limits import (
     check_body,
     check_delay,
 )
+from labapp.sqs.look import PeekReceives, look
 
 log = logging.getLogger("labapp.sqs")
 
@@ -74,26 +75,65 @@ def ensure_queues(
         raise EndpointError(f"Could not set up queue {name!r}: {exc}") from None
 
 
+NON_EXISTENT_CODES = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in NON_EXISTENT_CODES
+
+
+def queue_names(sqs: SqsClient, prefix: str = "") -> list[str]:
+    """Return the names of the endpoint's queues (those starting with prefix), sorted."""
+    urls: list[str] = []
+    for page in sqs.get_paginator("list_queues").paginate(QueueNamePrefix=prefix):
+        urls += page.get("QueueUrls", [])
+    return sorted(url.rsplit("/", 1)[-1] for url in urls)
+
+
+def _no_such_queue(sqs: SqsClient, name: str) -> LabError:
+    endpoint = sqs.meta.endpoint_url
+    there = queue_names(sqs)
+    listed = ", ".join(there[:20]) + (f" and {len(there) - 20} more" if len(there) > 20 else "")
+    if not there:
+        return LabError(
+            f"No queue named {name!r} on {endpoint}, which has no queues; `labapp up` makes the lab's."
+        )
+    return LabError(f"No queue named {name!r} on {endpoint}; queues there: {listed}.")
+
+
 def lookup_queues(sqs: SqsClient, name: str) -> QueuePair:
-    """Find an existing queue pair by name through get_queue_url (no account id is assumed)."""
+    """Find an existing queue and the DLQ its RedrivePolicy names (no account id is assumed).
+
+    A queue without a RedrivePolicy has no DLQ: its pair's dlq_url and dlq_arn are empty.
+    """
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy"])[
             "Attributes"
         ]
+        redrive = json.loads(attrs.get("RedrivePolicy", "{}") or "{}")
+        dlq_arn = str(redrive.get("deadLetterTargetArn", ""))
+        dlq_url = ""
+        if dlq_arn:
+            dlq_name = dlq_arn.rsplit(":", 1)[-1]
+            try:
+                dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
+                raise LabError(
+                    f"Queue {name!r} sends dead letters to {dlq_name!r}, which does not exist on "
+                    f"{sqs.meta.endpoint_url}."
+                ) from None
     except ClientError as exc:
-        raise LabError(f"Queue {name!r} does not exist; run `labapp up` first.") from exc
+        if _missing(exc):
+            raise _no_such_queue(sqs, name) from None
+        raise
     except BotoCoreError as exc:
         raise EndpointError(
             f"The SQS endpoint does not answer ({exc}); run `labapp up` or `labapp doctor`."
         ) from None
-    redrive = json.loads(attrs.get("RedrivePolicy", "{}") or "{}")
-    dlq_arn = redrive.get("deadLetterTargetArn", "")
-    dlq_name = dlq_arn.rsplit(":", 1)[-1] if dlq_arn else f"{name}-dlq"
-    dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
-    return QueuePair(
-        name, url, attrs["QueueArn"], dlq_url, _arn(sqs, dlq_url), int(redrive.get("maxReceiveCount", 0))
-    )
+    return QueuePair(name, url, attrs["QueueArn"], dlq_url, dlq_arn, int(redrive.get("maxReceiveCount", 0)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,12 +224,24 @@ def send_messages(
     return ids
 
 
-def peek(sqs: SqsClient, queue_url: str, max_messages: int = 10) -> list[dict[str, Any]]:
-    """Look at up to ten messages without consuming them (they are made visible again at once).
+def peek(
+    sqs: SqsClient, queue_url: str, max_messages: int = 10, *, receive_ok: bool = False
+) -> list[dict[str, Any]]:
+    """Look at up to max_messages messages, oldest first, without side effects where the endpoint allows.
 
-    A peek is still a receive: it raises ApproximateReceiveCount, and on a queue with a
-    RedrivePolicy enough peeks move a message to the DLQ, exactly as on AWS.
+    The embedded endpoint and LocalStack list messages without receiving them (sqs/look.py), so
+    a look changes no receive count. Real SQS has no such call: there a peek is a receive with
+    VisibilityTimeout 0, which raises each message's ApproximateReceiveCount and so counts toward
+    maxReceiveCount; it happens only with receive_ok=True, else PeekReceives is raised.
     """
+    looked = look(sqs, queue_url)
+    if looked is not None:
+        return looked[: max(0, max_messages)]
+    if not receive_ok:
+        raise PeekReceives(
+            f"{sqs.meta.endpoint_url} cannot show messages without receiving them: each look would "
+            "count toward the queue's maxReceiveCount."
+        )
     reply = sqs.receive_message(
         QueueUrl=queue_url,
         MaxNumberOfMessages=max(1, min(MAX_BATCH, max_messages)),
@@ -198,7 +250,7 @@ def peek(sqs: SqsClient, queue_url: str, max_messages: int = 10) -> list[dict[st
         VisibilityTimeout=0,
         WaitTimeSeconds=0,
     )
-    return list(reply.get("Messages", []))
+    return [{**message, "State": "visible"} for message in reply.get("Messages", [])]
 
 
 def purge(sqs: SqsClient, queue_url: str) -> str:

@@ -16,6 +16,7 @@ from labapp.sqs import move_selected, purge
 from labapp.widgets._common import close_all, lab_running, line, no_lab
 
 PREVIEW_CHARS = 50
+LISTED = 10  # messages the list shows, oldest first
 SELECTED_METHOD = "receive-send-delete (selected ids only)"
 
 T = TypeVar("T")
@@ -62,8 +63,8 @@ def detail_html(message: dict[str, Any]) -> str:
     body = html.escape(_pretty(str(message.get("Body", ""))), quote=False)
     return (
         f"<table>{table}</table><pre style='white-space:pre-wrap;font-size:12px'>{body}</pre>"
-        "<small>Every receive counts, including this explorer's peeks, so the count keeps growing "
-        "while you look.</small>"
+        "<small>The explorer looks without receiving (the emulator lists the queue), so looking "
+        "leaves this count as it is; on real SQS every look would be a receive and count.</small>"
     )
 
 
@@ -101,14 +102,14 @@ class DlqExplorer(w.VBox):
         if not self._can_act():
             return
         try:
-            peeked = self.lab.dead_letters(10)
+            peeked = self.lab.dead_letters(LISTED)
             total = self.lab.depth().dead_letter
         except (BotoCoreError, ClientError, LabError) as exc:
             self.status.value = line(f"Could not read the DLQ: {exc}", "bad")
             return
         self.found = {m["MessageId"]: m for m in peeked}
         self.messages.options = [(label(m), m["MessageId"]) for m in peeked]
-        shown = f"{len(peeked)} shown" + (" (a peek returns at most 10)" if total > len(peeked) else "")
+        shown = f"{len(peeked)} shown" + (f" (the oldest {LISTED})" if total > len(peeked) else "")
         summary = f"DLQ {self.lab.queues.dlq_name}: {total} message(s), {shown}."
         self.status.value = (line(note, tone) + "<br>" if note else "") + line(summary)
         self._show_detail()
