@@ -6,6 +6,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -113,8 +114,8 @@ def test_delay_beyond_fifteen_minutes_is_refused_before_sending(sqs: SqsClient, 
     [
         ([""], {}, "empty"),
         (["ok", "a\x00b"], {}, "U+0000 at character 1"),
-        (["x" * 262_145], {}, "262,144"),
-        (["x" * 262_100], {"note": "n" * 40}, "262,150 bytes with its attributes"),
+        (["x" * 1_048_577], {}, "1,048,576"),
+        (["x" * 1_048_530], {"note": "n" * 40}, "1,048,580 bytes with its attributes"),
         (["x"], {"AWS.trace": "1"}, "reserved"),
         (["x"], {"bad name": "1"}, "invalid"),
         (["x"], {"empty": ""}, "empty"),
@@ -131,11 +132,59 @@ def test_send_refuses_what_real_sqs_refuses(
     assert depth(sqs, queues).visible == 0
 
 
-def test_send_splits_batches_at_256_kib(sqs: SqsClient, queues: QueuePair) -> None:
+def test_send_splits_batches_at_1_mib(sqs: SqsClient, queues: QueuePair) -> None:
+    # docs/aws-behaviour.md#sqs-message-size: a whole SendMessageBatch is at most 1 MiB too.
     progress: list[int] = []
-    ids = send_messages(sqs, queues.url, ["y" * 100_000] * 5, progress=progress.append)
+    ids = send_messages(sqs, queues.url, ["y" * 400_000] * 5, progress=progress.append)
     assert len(ids) == 5
     assert progress == [2, 2, 1]
+
+
+def test_a_message_of_1_mib_is_sent_whole(sqs: SqsClient, queues: QueuePair) -> None:
+    # The old 256 KiB limit refused this; SQS takes 1,048,576 bytes, body plus attributes, now.
+    attribute_bytes = len("note") + len("String") + len("n")
+    body = "é" * ((1_048_576 - attribute_bytes) // 2)
+    [message_id] = send_messages(sqs, queues.url, [body], {"note": "n"})
+    [message] = peek(sqs, queues.url, 1)
+    assert (message["MessageId"], message["Body"]) == (message_id, body)
+
+
+@pytest.fixture
+def attribute_reads(sqs: SqsClient) -> Iterator[list[str]]:
+    """Record each GetQueueAttributes call the client makes (botocore's own event hook, not a mock)."""
+    calls: list[str] = []
+
+    def record(**_: Any) -> None:
+        calls.append("GetQueueAttributes")
+
+    sqs.meta.events.register("before-call.sqs.GetQueueAttributes", record)
+    yield calls
+    sqs.meta.events.unregister("before-call.sqs.GetQueueAttributes", record)
+
+
+def test_a_queue_with_a_lower_maximum_message_size_is_honoured(
+    sqs: SqsClient, queues: QueuePair, attribute_reads: list[str]
+) -> None:
+    sqs.set_queue_attributes(QueueUrl=queues.url, Attributes={"MaximumMessageSize": "2048"})
+    with pytest.raises(LabError) as caught:
+        send_messages(sqs, queues.url, ["x" * 100, "x" * 2049, "x" * 3000])
+    message = str(caught.value)
+    # One sentence that names both numbers: the message's size and the queue's limit.
+    assert "2,049 bytes" in message and "MaximumMessageSize is 2,048" in message, message
+    assert "\n" not in message
+    assert len(attribute_reads) == 1, "the queue's limit is read once per call, not once per message"
+    attribute_reads.clear()
+    assert len(send_messages(sqs, queues.url, ["x" * 2048] * 12)) == 12
+    assert len(attribute_reads) == 1
+    assert depth(sqs, queues).visible == 12  # the refused call sent nothing: every body is checked first
+
+
+def test_messages_that_fit_every_queue_cost_no_extra_call(
+    sqs: SqsClient, queues: QueuePair, attribute_reads: list[str]
+) -> None:
+    # MaximumMessageSize is at least 1,024 bytes, so small messages need not ask the queue.
+    send_messages(sqs, queues.url, ["x" * 1_000] * 3, {"n": "1"})
+    assert attribute_reads == []
 
 
 def test_peek_does_not_consume(sqs: SqsClient, queues: QueuePair) -> None:
