@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,3 +294,85 @@ def test_local_client_uses_dummy_credentials(monkeypatch: pytest.MonkeyPatch) ->
     credentials = client._request_signer._credentials
     assert credentials.access_key == "test"
     assert client.meta.region_name == "us-east-1"
+
+
+# -- the region, the profile and the config files: a local endpoint needs none of them ---------------
+AWS_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+@pytest.fixture
+def bare_shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A shell with no AWS region, no profile, and an empty AWS config file; return that file."""
+    for name in (*AWS_VARIABLES, ALLOW_AWS_ENV, LOCAL_HOSTS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "aws-config"
+    config.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    return config
+
+
+def test_a_local_endpoint_works_without_region_profile_or_config(
+    emulator: Any, bare_shell: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare_shell.write_text("[default\nregion = \n")  # a broken ~/.aws/config: was ConfigParseError
+    monkeypatch.setenv("AWS_PROFILE", "work-laptop-only")
+    client = sqs_client(emulator.url)
+    assert client.meta.region_name == "us-east-1"
+    assert client.list_queues()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_a_local_client_that_cannot_be_built_says_why(
+    bare_shell: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULTS_MODE", "bogus")
+    with pytest.raises(EndpointError, match="defaults mode: bogus") as caught:
+        sqs_client("http://127.0.0.1:1")
+    assert "\n" not in str(caught.value) and len(str(caught.value)) <= 300
+
+
+def test_real_aws_without_a_region_says_set_aws_default_region(bare_shell: Path) -> None:
+    # Before: "the SQS endpoint did not answer (You must specify a region.)".
+    with pytest.raises(EndpointError) as caught:
+        sqs_client(None, allow_aws=True)
+    message = str(caught.value)
+    assert "set AWS_DEFAULT_REGION" in message and "\n" not in message, message
+
+
+def test_real_aws_takes_the_region_from_the_endpoint_or_the_environment(
+    bare_shell: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert sqs_client("https://sqs.eu-west-1.amazonaws.com", allow_aws=True).meta.region_name == "eu-west-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    assert sqs_client(None, allow_aws=True).meta.region_name == "ap-south-1"
+    # The endpoint's own region wins: a request signed for another one would be refused.
+    assert sqs_client("https://sqs.eu-west-1.amazonaws.com", allow_aws=True).meta.region_name == "eu-west-1"
+
+
+def test_an_emulator_on_another_host_gets_the_default_region(bare_shell: Path) -> None:
+    # Opted in, but not named in LAB_LOCAL_HOSTS: the region only scopes the signature there.
+    assert sqs_client("http://sqs-emulator:9324", allow_aws=True).meta.region_name == "us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        (
+            "AWS_PROFILE",
+            "missing-profile",
+            "'missing-profile' is not in your AWS config; fix or unset AWS_PROFILE",
+        ),
+        (
+            "AWS_DEFAULT_REGION",
+            "eu west",
+            "'eu west' is not a region name like us-east-1; fix AWS_DEFAULT_REGION",
+        ),
+    ],
+)
+def test_real_aws_settings_that_are_wrong_are_named(
+    bare_shell: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(EndpointError) as caught:
+        sqs_client(None, allow_aws=True)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
