@@ -16,11 +16,14 @@ from labapp.sqs.client import SqsClient
 from labapp.sqs.limits import (
     DEFAULT_VISIBILITY_S,
     MAX_BATCH,
+    MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_RETENTION_S,
+    MIN_MESSAGE_SIZE_SETTING,
     check_attributes,
     check_body,
     check_delay,
+    check_size,
 )
 from labapp.sqs.look import PeekReceives, look
 
@@ -176,6 +179,14 @@ def string_attributes(attributes: Mapping[str, str | int | float | bytes]) -> di
     return result
 
 
+def max_message_bytes(sqs: SqsClient, queue_url: str) -> int:
+    """Return the most bytes one message may have on this queue: its MaximumMessageSize, at most 1 MiB."""
+    # docs/aws-behaviour.md#sqs-message-size: a queue's MaximumMessageSize applies when set lower.
+    reply = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["MaximumMessageSize"])
+    setting = reply.get("Attributes", {}).get("MaximumMessageSize")
+    return min(MAX_MESSAGE_BYTES, int(setting)) if setting else MAX_MESSAGE_BYTES
+
+
 def send_messages(
     sqs: SqsClient,
     queue_url: str,
@@ -184,12 +195,17 @@ def send_messages(
     delay_seconds: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Send bodies in batches (ten, and 256 KiB, at most) and return the ids; raise if SQS would refuse any."""
+    """Send bodies in batches (ten, and 1 MiB, at most) and return the ids; raise if SQS would refuse any."""
     check_delay(delay_seconds)
     message_attributes = string_attributes(attributes or {})
     attribute_bytes = check_attributes(message_attributes)
     # Check every body before sending any, so a bad one never leaves a batch half sent.
     sized = [(body, check_body(body, attribute_bytes)) for body in bodies]
+    if any(size > MIN_MESSAGE_SIZE_SETTING for _, size in sized):
+        # Only a message over 1 KiB can be too big for some queue; asked once per call, not per batch.
+        limit = max_message_bytes(sqs, queue_url)
+        for _, size in sized:
+            check_size(size, limit)
     ids: list[str] = []
     batch: list[str] = []
     batch_bytes = 0
@@ -213,7 +229,7 @@ def send_messages(
         batch_bytes = 0
 
     for body, size in sized:
-        if batch and batch_bytes + size > MAX_MESSAGE_BYTES:
+        if batch and batch_bytes + size > MAX_BATCH_BYTES:
             flush()
         batch.append(body)
         batch_bytes += size
