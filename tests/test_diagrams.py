@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 from pathlib import Path
@@ -40,6 +41,8 @@ def test_each_diagram_is_an_accessible_svg_of_one_width(name: str) -> None:
     bundle = picture._repr_mimebundle_()
     assert bundle["image/svg+xml"] == picture.svg
     assert bundle["text/plain"] == f"Diagram: {picture.title}. {picture.description}"
+    assert bundle["text/html"].startswith('<img src="data:image/svg+xml;base64,')
+    assert f'alt="{html.escape(picture.alt)}"' in bundle["text/html"] and 'width="860"' in bundle["text/html"]
 
 
 def test_the_facts_the_drawings_state() -> None:

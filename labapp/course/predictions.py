@@ -131,7 +131,7 @@ class Prediction(w.VBox):
             unit = f" ({question.unit})" if question.unit else ""
             self.control = w.Text(placeholder=f"your guess{unit}", layout=w.Layout(width="220px"))
         self.button = w.Button(description=COMMIT, icon="check", button_style="primary", disabled=True)
-        self.button.layout.width = "auto"
+        self.button.layout.width = "max-content"  # as wide as its words, not the whole cell
         self.result = w.HTML()
         self.control.observe(self._changed, names="value")
         self.button.on_click(lambda _: self.commit())

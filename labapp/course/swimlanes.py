@@ -25,8 +25,9 @@ from labapp.course.lab import Lab
 from labapp.course.observe import dead_letter_ids
 from labapp.sqsd.events import DaemonEvent, EventKind
 
-# 9 in at 100 dpi: JupyterLab shows the PNG 900 px wide, its natural size, neither stretched nor blurred.
-WIDTH_IN, DPI = 9.0, 100
+# 8.2 in at 100 dpi, plus the inline backend's 0.1 in padding: about 840 px, which JupyterLab shows
+# 1:1 (not scaled, not blurred) in an output area of 848 px, the width beside the file browser at 1280 px.
+WIDTH_IN, DPI = 8.2, 100
 LANE_IN, FRAME_IN, MIN_HEIGHT_IN = 0.62, 2.3, 3.2
 BAR_HALF = 0.17  # half the height of a bar, in lanes
 MIN_BAR = 0.004  # of the time span: an answer in 5 ms still shows as a bar

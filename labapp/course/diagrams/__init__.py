@@ -7,10 +7,11 @@ test fails when a committed file differs from what this code draws.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
 import re
 from collections.abc import Callable
-from html import unescape
 from pathlib import Path
 
 from labapp.course.diagrams.lifecycle import message_lifecycle, retry_path
@@ -44,9 +45,20 @@ class Diagram:
         """Return the alt text: the title, then the description."""
         return f"{self.title}. {self.description}"
 
+    def html(self) -> str:
+        """Return an <img> of the SVG with its alt text, at its own size."""
+        # JupyterLab draws an image/svg+xml output as an <img> without alt text (and not at all when
+        # the notebook is untrusted); HTML is preferred, so this <img> says what the picture shows.
+        data = base64.b64encode(self.svg.encode("utf-8")).decode("ascii")
+        size = re.search(r'width="(\d+)" height="(\d+)"', self.svg)
+        width, height = size.groups() if size else ("", "")
+        return (
+            f'<img src="data:image/svg+xml;base64,{data}" width="{width}" height="{height}" '
+            f'alt="{html.escape(self.alt)}" class="lab-diagram">'
+        )
+
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
-        # The SVG carries its own <title> and <desc> for screen readers; the text is for everyone else.
-        return {"image/svg+xml": self.svg, "text/plain": str(self)}
+        return {"text/html": self.html(), "image/svg+xml": self.svg, "text/plain": str(self)}
 
     def __str__(self) -> str:
         return f"Diagram: {self.alt}"
@@ -62,8 +74,8 @@ def draw(name: str) -> Diagram:
     return Diagram(
         key.removesuffix(".svg"),
         svg,
-        unescape(title.group(1)) if title else "",
-        unescape(desc.group(1)) if desc else "",
+        html.unescape(title.group(1)) if title else "",
+        html.unescape(desc.group(1)) if desc else "",
     )
 
 
