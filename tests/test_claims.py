@@ -89,14 +89,10 @@ CLAIMS = (
 
 #: Files that say a wrong thing today, and what; each is an expected failure until it is fixed.
 KNOWN_WRONG = {
-    "solutions/00_setup_check.ipynb": "describe() prints '<- on AWS: RedrivePolicy maxReceiveCount=3'",
     "solutions/03_writing_the_worker.ipynb": "says 'the message is already gone' after a 202",
     "notebooks/03_writing_the_worker.ipynb": "says 'the message is already gone' after a 202",
     "solutions/04_failures_retries_dlq.ipynb": "says SQS documents / has no default for maxReceiveCount",
     "notebooks/04_failures_retries_dlq.ipynb": "says SQS documents / has no default for maxReceiveCount",
-    "docs/instructor.md": "myth 7's reality says 'SQS has no default'",
-    "labapp/sqs/limits.py": "MAX_MESSAGE_BYTES = 262_144",
-    "labapp/sqs/queues.py": "send_messages' docstring says 256 KiB at most",
 }
 
 
