@@ -27,3 +27,7 @@ class WaitTimeout(LabError):
 
 class ProcessFailed(LabError):
     """A child process the lab started exited, or did not become ready in time."""
+
+
+class MessageError(LabError):
+    """A queue message cannot be delivered as it is, e.g. its task path names another server."""
