@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from labapp.errors import ConfigError, MessageError
@@ -27,6 +26,7 @@ from labapp.sqsd.options import SqsdOptions
 from labapp.sqsd.poller import Receiver, Slots, batch_size, poller_count
 from labapp.sqsd.post import ENCODINGS, Encoding, build_post
 from labapp.sqsd.transport import Failure, Pool, Target
+from labapp.sqsd.workers import Workers
 
 log = logging.getLogger("labapp.daemon")
 
@@ -35,6 +35,9 @@ COUNTERS = ("received", "deleted", "failed", "dropped", "released", "sqs_errors"
 MAX_REPOSTS = 3
 #: How long run() waits for its pollers after stop; one inside a 20 s long poll is not waited for.
 STOP_GRACE_S = 0.5
+#: While POSTs take less than this on average, one batch more than HttpConnections is received
+#: ahead, so the next messages are there when a POST ends; with a slower app none is.
+QUICK_POST_S = 0.1
 
 
 class Daemon:
@@ -89,15 +92,15 @@ class Daemon:
         self.counts = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
-        self._busy = 0
-        self._busy_changed = threading.Condition()
-        self._urls: dict[str, str] = {}
-        self._slots = Slots(options.HttpConnections, batch_size(options.HttpConnections))
+        self._stopping = threading.Event()
+        self._post_time: float | None = None  # a running mean of how long POSTs take
+        batch = batch_size(options.HttpConnections)
+        self._slots = Slots(options.HttpConnections, batch, lambda: batch if self._quick() else 0)
         self._receiver = Receiver(sqs, queue_url, options.VisibilityTimeout, self._sqs_error, self.log)
         self._http = Pool(
             self.target, options.HttpConnections, options.ConnectTimeout, options.InactivityTimeout, self.log
         )
-        self._posts = ThreadPoolExecutor(max_workers=options.HttpConnections, thread_name_prefix="sqsd-post")
+        self._workers = Workers(options.HttpConnections, self._process)
         self._deletes = Batcher(sqs, delete_batch, "deletes")
         self._visibility = Batcher(sqs, change_visibility_batch, "visibility")
 
@@ -136,17 +139,24 @@ class Daemon:
         with self._lock:
             self.counts[name] += by
 
-    def _url(self, path: str) -> str:
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = self.target.url(path)
-        return url
+    def _quick(self) -> bool:
+        return self._post_time is not None and self._post_time < QUICK_POST_S
+
+    def _entry(
+        self, message: dict[str, Any], done: Callable[[Exception | None], None], visibility: int = 0
+    ) -> Entry:
+        return Entry(message["MessageId"], message["ReceiptHandle"], self.queue_url, done, visibility)
 
     # -- capacity -----------------------------------------------------------------------------
     @property
     def in_flight(self) -> int:
-        """How many received messages are being handled (POSTed) now."""
-        return self._busy
+        """How many messages are being POSTed (or dropped) now; never more than HttpConnections."""
+        return self._workers.running
+
+    @property
+    def held(self) -> int:
+        """Received messages not finished yet: being POSTed, or received ahead and waiting."""
+        return self._workers.held
 
     @property
     def free_connections(self) -> int:
@@ -156,9 +166,8 @@ class Daemon:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no POST runs and every delete and visibility change is sent; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._busy_changed:
-            if not self._busy_changed.wait_for(lambda: self._busy == 0, timeout=timeout):
-                return False
+        if not self._workers.wait_idle(timeout):
+            return False
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         return self._deletes.flush(left) and self._visibility.flush(left)
 
@@ -182,26 +191,27 @@ class Daemon:
         messages = self._receive(taken, wait)
         self._slots.give(taken - len(messages))
         for message in messages:
-            self._start(message)
+            self._workers.submit(message)
         return len(messages)
 
-    def _start(self, message: dict[str, Any]) -> None:
-        with self._busy_changed:
-            self._busy += 1
-        self._posts.submit(self._process, message)
-
-    def _process(self, message: dict[str, Any]) -> None:
+    def _process(self, message: dict[str, Any], handed_at: float) -> None:
         try:
-            if self._older_than_retention(message):
+            waited = time.monotonic() - handed_at
+            if self._stopping.is_set():
+                self.release([message])  # received ahead, still waiting: not started after stop
+            elif self.options.VisibilityTimeout and waited >= self.options.VisibilityTimeout:
+                # Received ahead and kept waiting by a sudden slow app: SQS shows it again
+                # already, so the next receive delivers it (at least once, not twice at once).
+                self.log.info(
+                    "late: %s waited %.1f s; left to the next receive", message["MessageId"], waited
+                )
+            elif self._older_than_retention(message):
                 self._drop(message)
             else:
                 self._deliver(message)
         except Exception:  # one bad message must never kill a pool thread silently
             self.log.exception("sqsd: unexpected error on message %s", message.get("MessageId"))
         finally:
-            with self._busy_changed:
-                self._busy -= 1
-                self._busy_changed.notify_all()
             self._slots.give(1)
 
     def _older_than_retention(self, message: dict[str, Any]) -> bool:
@@ -210,25 +220,22 @@ class Daemon:
 
     def _drop(self, message: dict[str, Any]) -> None:
         # docs/aws-behaviour.md#retention-drop: deleted without a POST.
-        message_id, count = message["MessageId"], _receive_count(message)
         age = self.clock() - int(message["Attributes"]["ApproximateFirstReceiveTimestamp"]) / 1000
-        began = time.monotonic()
+        began, fields = (
+            time.monotonic(),
+            {"message_id": message["MessageId"], "receive_count": _receive_count(message)},
+        )
 
         def dropped(error: Exception | None) -> None:
             if error is not None:
-                self._sqs_error("delete", error, message_id)
-                return
+                return self._sqs_error("delete", error, message["MessageId"])
             self._count("dropped")
             detail = f"was first received {age:.0f} seconds ago. deleting"
             self._emit(
-                EventKind.DROPPED_BY_RETENTION,
-                message_id=message_id,
-                receive_count=count,
-                detail=detail,
-                elapsed=time.monotonic() - began,
+                EventKind.DROPPED_BY_RETENTION, detail=detail, elapsed=time.monotonic() - began, **fields
             )
 
-        self._deletes.add(Entry(message_id, message["ReceiptHandle"], self.queue_url, dropped))
+        self._deletes.add(self._entry(message, dropped))
 
     def _deliver(self, message: dict[str, Any]) -> None:
         message_id, count = message["MessageId"], _receive_count(message)
@@ -236,12 +243,7 @@ class Daemon:
             post = build_post(message, self.queue_name, self.options, self.encoding, self.secret)
         except MessageError as exc:
             self._count("failed")
-            self.log.warning(
-                "bad-path: %s (%d) %s; not POSTed, retried after ErrorVisibilityTimeout",
-                message_id,
-                count,
-                exc,
-            )
+            self.log.warning("bad-path: %s (%d) %s; not POSTed, to be retried", message_id, count, exc)
             self._retry_later(message, None, str(exc))
             return
         for attempt in range(MAX_REPOSTS + 1):
@@ -250,9 +252,11 @@ class Daemon:
                 message_id=message_id,
                 receive_count=count,
                 post=post,
-                url=self._url(post.path),
+                url=self.target.url(post.path),
             )
             reply = self._http.post(post)
+            mean = self._post_time
+            self._post_time = reply.elapsed if mean is None else mean + (reply.elapsed - mean) * 0.2
             level = logging.DEBUG if reply.status == 200 else logging.INFO
             self._emit(
                 EventKind.RESPONSE,
@@ -273,8 +277,9 @@ class Daemon:
         if reply.status == 200 or (
             self.accept_any_2xx and reply.status is not None and 200 <= reply.status < 300
         ):
-            done = functools.partial(self._deleted, message_id, reply.elapsed)
-            self._deletes.add(Entry(message_id, message["ReceiptHandle"], self.queue_url, done))
+            self._deletes.add(
+                self._entry(message, functools.partial(self._deleted, message_id, reply.elapsed))
+            )
             return
         self._count("failed")
         if reply.failure is Failure.INACTIVITY:
@@ -305,19 +310,11 @@ class Daemon:
                 detail=f"retry in {delay}s ({detail or status})",
             )
 
-        self._visibility.add(Entry(message_id, message["ReceiptHandle"], self.queue_url, scheduled, delay))
+        self._visibility.add(self._entry(message, scheduled, delay))
 
     def release(self, messages: list[dict[str, Any]]) -> None:
         """Make received but unstarted messages visible again at once (used when stopping)."""
-        entries = [
-            Entry(
-                m["MessageId"],
-                m["ReceiptHandle"],
-                self.queue_url,
-                functools.partial(self._released, m["MessageId"]),
-            )
-            for m in messages
-        ]
+        entries = [self._entry(m, functools.partial(self._released, m["MessageId"])) for m in messages]
         send_now(self.sqs, change_visibility_batch, entries)
 
     def _released(self, message_id: str, error: Exception | None) -> None:
@@ -340,8 +337,11 @@ class Daemon:
     def run(self, stop: threading.Event) -> None:
         """Poll until stop is set, then let in-flight POSTs finish and send the pending deletes."""
         self.state = "running"
+        self._stopping.clear()
         # sqsd writes "start: polling <url>"; `labapp daemon`'s callers wait for this wording.
-        self.log.info("sqsd: polling %s, posting to %s", self.queue_name, self._url(self.options.HttpPath))
+        self.log.info(
+            "sqsd: polling %s, posting to %s", self.queue_name, self.target.url(self.options.HttpPath)
+        )
         pollers = [
             threading.Thread(target=self._poll, args=(stop,), name=f"sqsd-poll-{i}", daemon=True)
             for i in range(self.pollers)
@@ -351,6 +351,7 @@ class Daemon:
         while not stop.wait(1.0):
             pass
         self.state = "draining"
+        self._stopping.set()
         self._slots.wake()
         # A poller inside a long poll may take 20 s to come back: it is not waited for, and hands
         # back whatever that receive still brings (see _poll).
@@ -359,7 +360,7 @@ class Daemon:
             poller.join(max(0.0, deadline - time.monotonic()))
         grace = self.options.ConnectTimeout + self.options.InactivityTimeout + 1
         if not self.wait_idle(timeout=grace):
-            self.log.warning("drain: %d POSTs still running after %ss", self._busy, grace)
+            self.log.warning("drain: %d POSTs still running after %ss", self.in_flight, grace)
         self.log.info("stop: stopping the daemon %s", self.counts)
         self.state = "stopped"
 
@@ -384,11 +385,11 @@ class Daemon:
                 break
             self._slots.give(taken - len(messages))
             for message in messages:
-                self._start(message)
+                self._workers.submit(message)
 
     def close(self) -> None:
         """Finish the POSTs, send the pending deletes and visibility changes, close the connections."""
-        self._posts.shutdown(wait=True)
+        self._workers.close()
         self._deletes.close()
         self._visibility.close()
         self._http.close()

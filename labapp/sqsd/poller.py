@@ -50,30 +50,39 @@ class Slots:
     """HttpConnections as a count of messages the daemon may hold at once.
 
     `capacity` is HttpConnections; `batch` is how many must be free before a poller receives
-    (ten, or all of them when there are fewer), so receives ask for full batches.
+    (ten, or all of them when there are fewer), so receives ask for full batches; `ahead` says
+    how many more may be held beyond `capacity`, received while every connection is busy so
+    that the next batch is there when a POST ends (the daemon allows one batch while POSTs
+    are quick, none otherwise: a message never waits long while its visibility timeout runs).
     """
 
-    def __init__(self, capacity: int, batch: int) -> None:
+    def __init__(self, capacity: int, batch: int, ahead: Callable[[], int] = lambda: 0) -> None:
         self.capacity = capacity
         self.batch = min(batch, capacity)
+        self.ahead = ahead
         self._held = 0
         self._changed = threading.Condition()
 
     @property
     def free(self) -> int:
+        """Connections neither POSTing nor reserved by a receive under way."""
         return self.capacity - self._held
+
+    def _room(self) -> int:
+        return self.capacity + self.ahead() - self._held
 
     def take(self, want: int, stop: threading.Event | None = None) -> int:
         """Take up to `want` slots; with `stop`, first wait until a full batch is free (0 once stopped)."""
         with self._changed:
             if stop is not None:
-                while self.free < self.batch and not stop.is_set():
-                    self._changed.wait()
+                while self._room() < self.batch and not stop.is_set():
+                    # Woken by give(); the timeout only rechecks `ahead`, which changes with time.
+                    self._changed.wait(0.5)
                 if stop.is_set():
                     return 0
-            count = max(0, min(want, self.free))
+            count = max(0, min(want, self._room() if stop is not None else self.free))
             self._held += count
-            if count and self.free >= self.batch:
+            if count and self._room() >= self.batch:
                 self._changed.notify()  # enough left for the next poller too
             return count
 
@@ -82,9 +91,9 @@ class Slots:
         if count <= 0:
             return
         with self._changed:
-            before = self.free
+            before = self._room()
             self._held -= count
-            if before < self.batch <= self.free:
+            if before < self.batch <= self._room():
                 self._changed.notify()
 
     def wake(self) -> None:

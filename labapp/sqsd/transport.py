@@ -14,7 +14,7 @@ import collections
 import contextlib
 import dataclasses
 import enum
-import http.client
+import functools
 import logging
 import re
 import select
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from labapp.errors import ConfigError
 from labapp.sqsd.post import Post
+from labapp.sqsd.response import BadResponse, NoResponse, read_response
 
 DETAIL_BYTES = 200  # how much of the app's answer an event keeps
 _BREAKS = re.compile(r"[\r\n\x00]")
@@ -98,6 +99,7 @@ class Target:
         """The request target for an already validated path (options.path_problem)."""
         return self.base_path + path
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a Target lives as long as its daemon
     def url(self, path: str) -> str:
         """The full URL of a POST to `path`, for logs and events."""
         return urlunsplit((self.scheme, self.host_header, self.target(path), "", ""))
@@ -166,49 +168,41 @@ class Pool:
                 sock = self._connect()
             except OSError as exc:
                 return self._connect_failed(exc, began)
-        response = None
         try:
             sock.sendall(data)
-            response = http.client.HTTPResponse(sock, method="POST")
-            response.begin()
-            body = response.read(DETAIL_BYTES)
-            while response.read(65536):  # drain the rest so the socket can carry the next POST
-                pass
+            response = read_response(sock, DETAIL_BYTES)
         except TimeoutError:
-            self._discard(sock, response)
+            self._discard(sock)
             took = time.monotonic() - began
             why = f"no answer within InactivityTimeout ({self.inactivity_timeout:g} s); connection closed"
             return Reply(None, b"", Failure.INACTIVITY, f"ETIMEDOUT: {why}", took)
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-            self._discard(sock, response)
+        except (NoResponse, BrokenPipeError, ConnectionResetError) as exc:
+            self._discard(sock)
             took = time.monotonic() - began
             # An EOF before any answer, or a reset on a kept-alive socket the app had already
             # dropped, is the app closing the connection; a reset on a fresh socket is an error.
-            if isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError)) or reused:
+            if isinstance(exc, (NoResponse, BrokenPipeError)) or reused:
                 return Reply(
                     None, b"", Failure.CLOSED, "conn-closed: closed by the app before any response", took
                 )
             return Reply(None, b"", Failure.RESET, "ECONNRESET: the app reset the connection", took)
-        except (http.client.HTTPException, OSError) as exc:
-            self._discard(sock, response)
+        except (BadResponse, OSError) as exc:
+            self._discard(sock)
             took = time.monotonic() - began
-            return Reply(
-                None, b"", Failure.BAD_RESPONSE, f"response-err: {type(exc).__name__}: {exc}"[:200], took
-            )
+            return Reply(None, b"", Failure.BAD_RESPONSE, f"response-err: {exc}"[:200], took)
         took = time.monotonic() - began
-        if response.will_close or post.closes:
-            self._discard(sock, response)
-        else:
-            response.close()
+        if response.keep_alive and not post.closes:
             self._keep(sock)
-        return Reply(response.status, body, None, "", took)
+        else:
+            self._discard(sock)
+        return Reply(response.status, response.body, None, "", took)
 
     def close(self) -> None:
         """Close every idle socket."""
         with self._lock:
             idle, self._idle = list(self._idle), collections.deque()
         for sock in idle:
-            self._discard(sock, None)
+            self._discard(sock)
 
     # -- the request ----------------------------------------------------------------------------
     def _request(self, post: Post) -> bytes:
@@ -220,8 +214,8 @@ class Pool:
         lines.append(f"Host: {self.target.host_header}")
         lines.append(f"Content-Length: {len(post.body)}")
         head = "\r\n".join(lines) + "\r\n\r\n"
-        # http.client would refuse values beyond Latin-1; an attribute such as "café ☕" is legal
-        # in SQS, so non-ASCII text goes out as its UTF-8 bytes.
+        # An attribute such as "café ☕" is legal in SQS but not in Latin-1, HTTP's old charset:
+        # non-ASCII text goes out as its UTF-8 bytes.
         return (head.encode("latin-1") if head.isascii() else head.encode("utf-8")) + post.body
 
     # -- sockets --------------------------------------------------------------------------------
@@ -255,21 +249,19 @@ class Pool:
                 sock = self._idle.pop()
             if _still_open(sock):
                 return sock
-            self._discard(sock, None)
+            self._discard(sock)
 
     def _keep(self, sock: socket.socket) -> None:
         with self._lock:
             if len(self._idle) < self.size:
                 self._idle.append(sock)
                 return
-        self._discard(sock, None)
+        self._discard(sock)
 
     @staticmethod
-    def _discard(sock: socket.socket, response: http.client.HTTPResponse | None) -> None:
-        if response is not None:
-            response.close()
+    def _discard(sock: socket.socket) -> None:
         with contextlib.suppress(OSError):  # already closed by the app
-            # shutdown acts at once, even while a reader still holds the socket's file.
+            # shutdown sends the FIN at once: the app sees the disconnect.
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
 
