@@ -110,7 +110,7 @@ def daemon_drain(sqs: SqsClient, url: str, http_url: str, count: int, connection
         while daemon.counts["deleted"] < count:
             if time.monotonic() > deadline or daemon.counts["failed"]:
                 raise RuntimeError(f"the daemon stopped deleting messages: {daemon.counts}")
-            time.sleep(0.005)
+            time.sleep(0.01)
         return int(daemon.counts["deleted"])
 
     try:

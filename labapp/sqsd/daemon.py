@@ -1,12 +1,10 @@
 """A mini sqsd: receive from SQS, POST to the worker, delete on 200, retry the rest.
 
 The loop follows the worker-environment documentation step by step (docs/aws-behaviour.md#the-post and #outcomes):
-receive with long polling (never more messages than free HTTP connections), drop messages older
-than RetentionPeriod, POST each one, then delete on 200 or set ErrorVisibilityTimeout. Receiving
-(poller.py), the POST on the wire (transport.py) and the batched deletes and visibility changes
-(batcher.py) each live in a module of their own.
+receive with long polling, drop messages older than RetentionPeriod, POST each one (never more
+at once than HttpConnections), then delete on 200 or set ErrorVisibilityTimeout. Receiving, the
+wire, the workers and the batched SQS calls live in poller, transport, workers and batcher.
 """
-
 from __future__ import annotations
 
 import functools
@@ -35,9 +33,10 @@ COUNTERS = ("received", "deleted", "failed", "dropped", "released", "sqs_errors"
 MAX_REPOSTS = 3
 #: How long run() waits for its pollers after stop; one inside a 20 s long poll is not waited for.
 STOP_GRACE_S = 0.5
-#: While POSTs take less than this on average, one batch more than HttpConnections is received
-#: ahead, so the next messages are there when a POST ends; with a slower app none is.
-QUICK_POST_S = 0.1
+#: While POSTs are quick (workers.QUICK_S), this many batches more than HttpConnections are
+#: received ahead, so the next messages are there when a POST ends; with a slower app none are,
+#: and no message waits long while its visibility timeout runs.
+AHEAD_BATCHES = 2
 
 
 class Daemon:
@@ -93,9 +92,10 @@ class Daemon:
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._stopping = threading.Event()
-        self._post_time: float | None = None  # a running mean of how long POSTs take
         batch = batch_size(options.HttpConnections)
-        self._slots = Slots(options.HttpConnections, batch, lambda: batch if self._quick() else 0)
+        self._slots = Slots(
+            options.HttpConnections, batch, lambda: AHEAD_BATCHES * batch if self._workers.quick else 0
+        )
         self._receiver = Receiver(sqs, queue_url, options.VisibilityTimeout, self._sqs_error, self.log)
         self._http = Pool(
             self.target, options.HttpConnections, options.ConnectTimeout, options.InactivityTimeout, self.log
@@ -138,9 +138,6 @@ class Daemon:
     def _count(self, name: str, by: int = 1) -> None:
         with self._lock:
             self.counts[name] += by
-
-    def _quick(self) -> bool:
-        return self._post_time is not None and self._post_time < QUICK_POST_S
 
     def _entry(
         self, message: dict[str, Any], done: Callable[[Exception | None], None], visibility: int = 0
@@ -255,8 +252,6 @@ class Daemon:
                 url=self.target.url(post.path),
             )
             reply = self._http.post(post)
-            mean = self._post_time
-            self._post_time = reply.elapsed if mean is None else mean + (reply.elapsed - mean) * 0.2
             level = logging.DEBUG if reply.status == 200 else logging.INFO
             self._emit(
                 EventKind.RESPONSE,
@@ -325,6 +320,8 @@ class Daemon:
         self._emit(EventKind.RELEASED, message_id=message_id)
 
     def _sqs_error(self, action: str, exc: Exception, message_id: str | None = None) -> None:
+        if action == "receive" and self._stopping.is_set():
+            return  # a long poll left behind at stop whose endpoint has gone since: nothing to do
         self._count("sqs_errors")
         summary = str(exc).splitlines()[0][:200]
         self._emit(EventKind.SQS_ERROR, message_id=message_id, detail=f"{action}: {summary}")

@@ -63,7 +63,9 @@ def describe(event: DaemonEvent) -> str | None:
     if kind is EventKind.RELEASED:
         return f"release: {mid} made visible again"
     if kind is EventKind.SQS_ERROR:
-        return f"{event.detail} ({mid})" if event.message_id else event.detail
+        # "<action> failed: <error>": the wording the chaos harness and older logs look for.
+        action, _, error = event.detail.partition(": ")
+        return f"{action} failed: {error}" + (f" ({mid})" if event.message_id else "")
     return None
 
 

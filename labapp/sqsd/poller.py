@@ -52,7 +52,7 @@ class Slots:
     `capacity` is HttpConnections; `batch` is how many must be free before a poller receives
     (ten, or all of them when there are fewer), so receives ask for full batches; `ahead` says
     how many more may be held beyond `capacity`, received while every connection is busy so
-    that the next batch is there when a POST ends (the daemon allows one batch while POSTs
+    that the next batch is there when a POST ends (the daemon allows two batches while POSTs
     are quick, none otherwise: a message never waits long while its visibility timeout runs).
     """
 
@@ -91,9 +91,9 @@ class Slots:
         if count <= 0:
             return
         with self._changed:
-            before = self._room()
             self._held -= count
-            if before < self.batch <= self._room():
+            # Not only on crossing the line: `ahead` may have grown since the last give().
+            if self._room() >= self.batch:
                 self._changed.notify()
 
     def wake(self) -> None:

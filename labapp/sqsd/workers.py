@@ -16,6 +16,9 @@ from typing import Any
 Message = dict[str, Any]
 Handle = Callable[[Message, float], None]  # the message and when it was handed over (monotonic)
 
+#: Messages handled in less than this on average (a running mean) make the workers `quick`.
+QUICK_S = 0.1
+
 
 class Workers:
     """`size` threads that run `handle` on each message submitted; `name` labels the threads."""
@@ -26,6 +29,7 @@ class Workers:
         self.name = name
         self.running = 0  # messages being handled now (at most `size`)
         self.held = 0  # submitted and not yet finished, waiting or running
+        self.mean_s: float | None = None  # how long handling a message takes, a running mean
         self._queue: queue.SimpleQueue[tuple[Message, float] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._changed = threading.Condition()
@@ -42,6 +46,11 @@ class Workers:
                 for thread in self._threads:
                     thread.start()
         self._queue.put((message, time.monotonic()))
+
+    @property
+    def quick(self) -> bool:
+        """True once messages are known to be handled in less than QUICK_S on average."""
+        return self.mean_s is not None and self.mean_s < QUICK_S
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every message handed over is finished; False on timeout."""
@@ -60,9 +69,12 @@ class Workers:
         while (item := self._queue.get()) is not None:
             with self._changed:
                 self.running += 1
+            began = time.monotonic()
             try:
                 self.handle(*item)
             finally:
+                took, mean = time.monotonic() - began, self.mean_s
+                self.mean_s = took if mean is None else mean + (took - mean) * 0.2
                 with self._changed:
                     self.running -= 1
                     self.held -= 1
