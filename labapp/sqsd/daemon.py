@@ -5,6 +5,7 @@ receive with long polling, drop messages older than RetentionPeriod, POST each o
 at once than HttpConnections), then delete on 200 or set ErrorVisibilityTimeout. Receiving, the
 wire, the workers and the batched SQS calls live in poller, transport, workers and batcher.
 """
+
 from __future__ import annotations
 
 import functools
