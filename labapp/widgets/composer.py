@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
 from labapp.sqs import MAX_DELAY_S, send_messages
-from labapp.widgets._common import close_all, lab_running, line, no_lab
+from labapp.widgets._common import close_all, join_lab, lab_running, line, no_lab
 
 DEFAULT_BODY = '{"type": "order", "order_id": "A-1", "amount": 10}'
 MAX_COUNT = 10_000
@@ -77,6 +77,7 @@ class Composer(w.VBox):
         )
         self.add_class("lab-composer")
         self._check()
+        join_lab(lab, self)
 
     def _problem(self) -> str | None:
         error = body_error(self.body.value)

@@ -19,7 +19,16 @@ from matplotlib.ticker import MaxNLocator
 
 from labapp.errors import LabError
 from labapp.sqsd import EventKind
-from labapp.widgets._common import Ticker, close_all, figure_png, lab_running, line, new_figure, no_lab
+from labapp.widgets._common import (
+    Ticker,
+    close_all,
+    figure_png,
+    join_lab,
+    lab_running,
+    line,
+    new_figure,
+    no_lab,
+)
 
 HZ = 4
 WINDOW_S = 120
@@ -75,6 +84,7 @@ class Dashboard(w.VBox):
         if previous is not None:
             previous.stop()
         _live[lab] = self
+        join_lab(lab, self)
         self.start()
 
     # -- control ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import ipywidgets as w
 
 from labapp.sqsd import ARTICLE_FORM_WARNING, SqsdOptions, build_post
-from labapp.widgets._common import COLORS, Ticker, close_all, lab_running, line, no_lab
+from labapp.widgets._common import COLORS, Ticker, close_all, join_lab, lab_running, line, no_lab
 from labapp.worker import RecordedRequest
 
 SHOW = 5
@@ -181,6 +181,7 @@ class PostInspector(w.VBox):
             ]
         )
         self.add_class("lab-post-inspector")
+        join_lab(lab, self)
         self.refresh(force=True)
         if live:
             self._ticker.start()
