@@ -1,9 +1,12 @@
-"""The composer measures a message against SQS's limits as it is typed (1 MiB, 10 attributes)."""
+"""What the notebooks teach with widgets: the composer measures a message against SQS's limits as it
+is typed (1 MiB, 10 attributes); the POST inspector names the parts where sqsd and the article differ."""
 
 from __future__ import annotations
 
 from labapp.sqs import MAX_MESSAGE_BYTES
+from labapp.sqsd import LAB_PROFILE
 from labapp.widgets.composer import Composer
+from labapp.widgets.inspector_view import compare_rows, differing, sample_message
 
 ORDER = '{"type": "order", "order_id": "W-1", "amount": 5}'
 
@@ -40,3 +43,10 @@ def test_a_message_one_byte_over_1_mib_cannot_be_sent_and_one_at_the_limit_can()
     assert composer.send_button.disabled
     assert "1,048,577 bytes with its attributes; SQS allows at most 1,048,576" in composer.body_check.value
     composer.close()
+
+
+def test_sqsd_and_the_article_differ_in_content_type_and_body_only() -> None:
+    rows = compare_rows(sample_message(ORDER), "lab-02", LAB_PROFILE)
+    assert differing(rows) == ["Content-Type", "body"]
+    body = dict((name, (real, claim)) for name, real, claim in rows)["body"]
+    assert "SQSMessageBody=" in body[1] and "SQSMessageBody" not in body[0]
