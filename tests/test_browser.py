@@ -188,6 +188,20 @@ def test_overrides_turn_news_off_and_keep_every_cell_attached(jupyter: JupyterSe
     assert tracker["schema"]["properties"]["windowingMode"]["default"] == "none"
 
 
+def _open_and_run_all(page: Any, jupyter: JupyterServer) -> None:
+    """Open the demo notebook, wait for its kernel, run every cell and wait for the last one."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(60_000)
+    page.goto(f"{jupyter.url}/lab/tree/widgets_demo.ipynb?token={jupyter.token}")
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+    jupyter.wait_for_kernel()
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    expect(page.locator(".jp-OutputArea-output", has_text="Lab stopped.")).to_be_visible(timeout=90_000)
+
+
 def test_widgets_demo_runs_in_chromium_and_the_tuner_redraws(chromium: Path, jupyter: JupyterServer) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -196,16 +210,7 @@ def test_widgets_demo_runs_in_chromium_and_the_tuner_redraws(chromium: Path, jup
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 2400})
-            page.set_default_timeout(60_000)
-            page.goto(f"{jupyter.url}/lab/tree/widgets_demo.ipynb?token={jupyter.token}")
-            page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
-            jupyter.wait_for_kernel()
-            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
-
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            last_output = page.locator(".jp-OutputArea-output", has_text="Lab stopped.")
-            expect(last_output).to_be_visible(timeout=60_000)
+            _open_and_run_all(page, jupyter)
 
             for name in ("lab-dashboard", "lab-composer", "lab-injector", "lab-tuner"):
                 expect(page.locator(f".{name}")).to_be_visible()
@@ -226,5 +231,56 @@ def test_widgets_demo_runs_in_chromium_and_the_tuner_redraws(chromium: Path, jup
             expect(page.get_by_text("Error displaying widget")).to_have_count(0)
             page.wait_for_timeout(300)  # let the new image paint before the screenshot
             page.screenshot(path=str(ARTIFACTS / "widgets_demo.png"))
+        finally:
+            browser.close()
+
+
+def test_feedback_predictions_and_pictures_read_in_light_and_dark_themes(
+    chromium: Path, jupyter: JupyterServer
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 4000})
+            _open_and_run_all(page, jupyter)
+            boxes = page.locator(".jp-OutputArea-output .lab-feedback")
+            expect(boxes.filter(has_text="✔ Correct")).to_be_visible()
+            expect(boxes.filter(has_text="Hint 1 of 2")).to_be_visible()
+            solution = boxes.filter(has_text="Show the solution for 99.1")
+            expect(solution.locator("pre")).to_be_hidden()
+            solution.locator("summary").click()
+            expect(solution.locator("pre")).to_be_visible()
+
+            predict = page.locator(".lab-predict")
+            predict.get_by_text("Tries again later").click()
+            predict.get_by_role("button", name="Commit my prediction").click()
+            expect(predict.locator(".lab-feedback", has_text="✔ Right")).to_be_visible()
+            expect(predict.get_by_text("Now run the next cell")).to_be_visible()
+            expect(predict.locator("input[type=radio]:not([disabled])")).to_have_count(0)
+
+            lanes = page.locator(".jp-Cell", has_text="course.swimlane(lab").locator(
+                ".jp-OutputArea-output img"
+            )
+            natural, shown = lanes.evaluate("img => [img.naturalWidth, img.getBoundingClientRect().width]")
+            assert 800 <= natural <= 848 and shown == natural, (natural, shown)
+            picture = page.locator("img.lab-diagram[alt^='Retries and the dead-letter queue. SQS counts']")
+            expect(picture).to_be_visible()
+            assert picture.evaluate("img => img.naturalWidth") == 860
+            expect(page.get_by_text("Error displaying widget")).to_have_count(0)
+
+            for theme in ("light", "dark"):
+                if theme == "dark":
+                    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").first.click()
+                    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+                    page.locator(".lm-Menu-itemLabel", has_text="JupyterLab Dark").first.click()
+                    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
+                    page.wait_for_timeout(500)  # let the new colours paint
+                page.locator(".jp-Cell", has_text="ex.solution()").screenshot(
+                    path=str(ARTIFACTS / f"feedback_{theme}.png")
+                )
+                predict.screenshot(path=str(ARTIFACTS / f"predict_{theme}.png"))
         finally:
             browser.close()

@@ -21,13 +21,12 @@ from labapp.sqs.queues import (
     depth,
     ensure_queues,
     lookup_queues,
-    move_messages,
     peek,
     purge,
-    redrive,
     send_messages,
     string_attributes,
 )
+from labapp.sqs.redrive import move_messages, redrive
 
 
 def fresh_name() -> str:
@@ -68,14 +67,16 @@ def test_ensure_queues_is_idempotent_and_updates_max_retries(sqs: SqsClient) -> 
     assert lookup_queues(sqs, name) == changed
 
 
-def test_lookup_missing_queue_names_the_queues_there(sqs: SqsClient) -> None:
+def test_lookup_missing_queue_names_the_closest_queue_first(sqs: SqsClient) -> None:
     pair = ensure_queues(sqs, fresh_name(), 3)
-    missing = fresh_name()
+    typo = pair.name[:-1] + ("x" if pair.name[-1] != "x" else "y")
     with pytest.raises(LabError) as caught:
-        lookup_queues(sqs, missing)
+        lookup_queues(sqs, typo)
     message = str(caught.value)
-    assert message.startswith(f"No queue named {missing!r} on {sqs.meta.endpoint_url}; queues there: ")
-    assert pair.name in message and "labapp up" not in message
+    assert message.startswith(
+        f"No queue named {typo!r} on {sqs.meta.endpoint_url}. Did you mean {pair.name!r}"
+    )
+    assert " Queues there: " in message and "labapp up" not in message
 
 
 def test_lookup_a_queue_without_redrive_policy_has_no_dlq(sqs: SqsClient) -> None:

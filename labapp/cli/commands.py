@@ -210,7 +210,8 @@ def cmd_peek(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from labapp.sqs.queues import purge, redrive
+    from labapp.sqs.queues import purge
+    from labapp.sqs.redrive import redrive
 
     sqs, queues = _context(args)
     dlq_url = _dlq_url(queues)

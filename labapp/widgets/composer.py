@@ -26,7 +26,7 @@ from labapp.sqs import (
     send_messages,
     string_attributes,
 )
-from labapp.widgets._common import close_all, join_lab, lab_running, line, no_lab
+from labapp.widgets._common import TextFallback, close_all, join_lab, lab_name, lab_running, line, no_lab
 
 DEFAULT_BODY = '{"type": "order", "order_id": "A-1", "amount": 10}'
 MAX_COUNT = 10_000
@@ -64,7 +64,7 @@ def size_line(size: int, attributes: int) -> str:
     )
 
 
-class Composer(w.VBox):
+class Composer(TextFallback, w.VBox):
     """Compose a message and send it `count` times to the lab's worker queue."""
 
     def __init__(self, lab: Any, body: str = DEFAULT_BODY) -> None:
@@ -151,6 +151,10 @@ class Composer(w.VBox):
 
     def _advance(self, sent: int) -> None:
         self.progress.value += sent
+
+    def text(self) -> str:
+        """Return the composer's text fallback."""
+        return f"Message composer for {lab_name(self.lab)} (write and send messages in the live notebook)."
 
     def close(self) -> None:
         """Close every part of the widget."""

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from labapp import scaling as sim
 from labapp.errors import ConfigError
 from labapp.scaling import Policy, TargetTrackingPolicy, ThresholdPolicy, target_from_latency
-from labapp.widgets._common import LatestWins, close_all, figure_png, line, new_figure
+from labapp.widgets._common import LatestWins, TextFallback, close_all, figure_png, line, new_figure
 
 HOUR_S = 3600
 ACCEPTABLE_LATENCY_S = 60  # for the AWS target formula shown under the sliders
@@ -57,7 +57,7 @@ def _slider(kind: Callable[..., Any], value: Any, low: Any, high: Any, step: Any
     )
 
 
-class ScalingTuner(w.VBox):
+class ScalingTuner(TextFallback, w.VBox):
     """Policy sliders on the left of the question, a simulated timeline as the answer."""
 
     def __init__(self, arrivals: np.ndarray | None = None) -> None:
@@ -238,6 +238,10 @@ class ScalingTuner(w.VBox):
         age.set_xlabel("minutes", fontsize=8)
         age.set_xlim(0, max(1.0, float(minutes[-1]) if minutes.size else 1.0))
         return figure_png(self.figure)
+
+    def text(self) -> str:
+        """Return the tuner's text fallback."""
+        return "Scaling tuner on the simulator (move the sliders in the live notebook)."
 
     def close(self) -> None:
         """Stop the renderer thread and close every part of the widget."""
