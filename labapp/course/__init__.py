@@ -61,7 +61,9 @@ _EXPORTS = {
     "labapp.worker.scenarios": ("BadMessage",),
     "labapp.settings": ("lab_home",),
 }
-__getattr__, __dir__, __all__ = lazy.exports(__name__, _EXPORTS, ("nb01", "nb05", "nb07", "nb08", "nb09", "nb10"))
+__getattr__, __dir__, __all__ = lazy.exports(
+    __name__, _EXPORTS, ("nb01", "nb05", "nb07", "nb08", "nb09", "nb10")
+)
 
 if TYPE_CHECKING:
     from labapp.course import nb01, nb05, nb07, nb08, nb09, nb10
