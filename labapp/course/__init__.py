@@ -61,10 +61,12 @@ _EXPORTS = {
     "labapp.worker.scenarios": ("BadMessage",),
     "labapp.settings": ("lab_home",),
 }
-__getattr__, __dir__, __all__ = lazy.exports(__name__, _EXPORTS, ("nb05", "nb07", "nb08", "nb09", "nb10"))
+__getattr__, __dir__, __all__ = lazy.exports(
+    __name__, _EXPORTS, ("nb00", "nb01", "nb02", "nb05", "nb07", "nb08", "nb09", "nb10")
+)
 
 if TYPE_CHECKING:
-    from labapp.course import nb05, nb07, nb08, nb09, nb10
+    from labapp.course import nb00, nb01, nb02, nb05, nb07, nb08, nb09, nb10
     from labapp.course.checks.core import exercise
     from labapp.course.diagrams import diagram
     from labapp.course.handlers import (

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
 from labapp.sqs import move_selected, purge
-from labapp.widgets._common import TextFallback, close_all, lab_name, lab_running, line, no_lab
+from labapp.widgets._common import TextFallback, close_all, join_lab, lab_name, lab_running, line, no_lab
 
 PREVIEW_CHARS = 50
 LISTED = 10  # messages the list shows, oldest first
@@ -95,6 +95,7 @@ class DlqExplorer(TextFallback, w.VBox):
         ]
         super().__init__([w.HBox(buttons), self.status, self.messages, self.detail])
         self.add_class("lab-dlq-explorer")
+        join_lab(lab, self)
         self.refresh()
 
     def refresh(self, note: str = "", tone: str = "muted") -> None:
