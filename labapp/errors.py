@@ -27,3 +27,47 @@ class WaitTimeout(LabError):
 
 class ProcessFailed(LabError):
     """A child process the lab started exited, or did not become ready in time."""
+
+
+#: The most characters of a user's value an error message quotes; a message stays one short line.
+QUOTE_CHARS = 60
+_ITEMS_SHOWN = 4  # of a list or mapping; the rest become "..."
+_LEVELS_SHOWN = 3
+
+
+def _short_repr(value: object, limit: int, level: int = 0) -> str:
+    """Return a repr of value that looks at no more of it than `limit` characters need."""
+    # A value built from YAML aliases can stand for billions of items: never walk it whole.
+    if isinstance(value, (str, bytes)):
+        return repr(value[: limit + 1])
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return (
+            f"<a number of about {value.bit_length() * 30103 // 100000 + 1:,} digits>"  # log10(2) = 0.30103
+        )
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        opening, closing = "[]" if isinstance(value, list) else "()" if isinstance(value, tuple) else "{}"
+        if level >= _LEVELS_SHOWN:
+            return opening + "..." + closing
+        shown: list[str] = []
+        for item in value.items() if isinstance(value, dict) else value:
+            if len(shown) == _ITEMS_SHOWN:
+                shown.append("...")
+                break
+            if isinstance(value, dict):
+                key, inner = item
+                shown.append(f"{_short_repr(key, limit, level + 1)}: {_short_repr(inner, limit, level + 1)}")
+            else:
+                shown.append(_short_repr(item, limit, level + 1))
+        return opening + ", ".join(shown) + closing
+    return repr(value)
+
+
+def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
+    """Return repr(value) cut to `limit` characters with an ellipsis, cheap even for a huge value."""
+    text = _short_repr(value, limit)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clipped(text: str, limit: int = QUOTE_CHARS) -> str:
+    """Return text cut to `limit` characters with an ellipsis (for names and lists of names)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

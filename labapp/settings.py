@@ -36,6 +36,8 @@ SHARED_SECRET_ENV = "LAB_SHARED_SECRET"
 WORKER_ALLOW_REMOTE_ENV = "LAB_WORKER_ALLOW_REMOTE"
 #: Folder of the solution notebooks that `ex.solution()` reads (default: the repository's).
 SOLUTIONS_DIR_ENV = "LAB_SOLUTIONS_DIR"
+#: "off" stops exercise checks and predictions from writing progress.json (e.g. for a demo).
+PROGRESS_ENV = "LAB_PROGRESS"
 #: LocalStack's own virtual environment (default .venv-localstack).
 LOCALSTACK_VENV_ENV = "LAB_LOCALSTACK_VENV"
 #: A Python >= 3.13 for LocalStack, when none is found on PATH or in pyenv.
@@ -111,6 +113,11 @@ def worker_allow_remote() -> bool:
 def solutions_dir() -> Path:
     """Return the folder with the solution notebooks."""
     return Path(os.environ.get(SOLUTIONS_DIR_ENV) or ROOT / "solutions")
+
+
+def progress_off() -> bool:
+    """Return True when LAB_PROGRESS=off asks the lab not to record exercise results."""
+    return os.environ.get(PROGRESS_ENV, "").strip().lower() == "off"
 
 
 def localstack_venv() -> Path:

@@ -188,6 +188,20 @@ def test_overrides_turn_news_off_and_keep_every_cell_attached(jupyter: JupyterSe
     assert tracker["schema"]["properties"]["windowingMode"]["default"] == "none"
 
 
+def _open_and_run_all(page: Any, jupyter: JupyterServer) -> None:
+    """Open the demo notebook, wait for its kernel, run every cell and wait for the last one."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(60_000)
+    page.goto(f"{jupyter.url}/lab/tree/widgets_demo.ipynb?token={jupyter.token}")
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+    jupyter.wait_for_kernel()
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    expect(page.locator(".jp-OutputArea-output", has_text="Lab stopped.")).to_be_visible(timeout=90_000)
+
+
 def test_widgets_demo_runs_in_chromium_and_the_tuner_redraws(chromium: Path, jupyter: JupyterServer) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -196,16 +210,7 @@ def test_widgets_demo_runs_in_chromium_and_the_tuner_redraws(chromium: Path, jup
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 2400})
-            page.set_default_timeout(60_000)
-            page.goto(f"{jupyter.url}/lab/tree/widgets_demo.ipynb?token={jupyter.token}")
-            page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
-            jupyter.wait_for_kernel()
-            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
-
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            last_output = page.locator(".jp-OutputArea-output", has_text="Lab stopped.")
-            expect(last_output).to_be_visible(timeout=60_000)
+            _open_and_run_all(page, jupyter)
 
             for name in ("lab-dashboard", "lab-composer", "lab-injector", "lab-tuner"):
                 expect(page.locator(f".{name}")).to_be_visible()
@@ -228,3 +233,151 @@ def test_widgets_demo_runs_in_chromium_and_the_tuner_redraws(chromium: Path, jup
             page.screenshot(path=str(ARTIFACTS / "widgets_demo.png"))
         finally:
             browser.close()
+
+
+def test_feedback_predictions_and_pictures_read_in_light_and_dark_themes(
+    chromium: Path, jupyter: JupyterServer
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 4000})
+            _open_and_run_all(page, jupyter)
+            boxes = page.locator(".jp-OutputArea-output .lab-feedback")
+            expect(boxes.filter(has_text="✔ Correct")).to_be_visible()
+            expect(boxes.filter(has_text="Hint 1 of 2")).to_be_visible()
+            solution = boxes.filter(has_text="Show the solution for 99.1")
+            expect(solution.locator("pre")).to_be_hidden()
+            solution.locator("summary").click()
+            expect(solution.locator("pre")).to_be_visible()
+
+            predict = page.locator(".lab-predict")
+            predict.get_by_text("Tries again later").click()
+            predict.get_by_role("button", name="Commit my prediction").click()
+            expect(predict.locator(".lab-feedback", has_text="✔ Right")).to_be_visible()
+            expect(predict.get_by_text("Now run the next cell")).to_be_visible()
+            expect(predict.locator("input[type=radio]:not([disabled])")).to_have_count(0)
+
+            lanes = page.locator(".jp-Cell", has_text="course.swimlane(lab").locator(
+                ".jp-OutputArea-output img"
+            )
+            natural, shown = lanes.evaluate("img => [img.naturalWidth, img.getBoundingClientRect().width]")
+            assert 800 <= natural <= 848 and shown == natural, (natural, shown)
+            picture = page.locator("img.lab-diagram[alt^='Retries and the dead-letter queue. SQS counts']")
+            expect(picture).to_be_visible()
+            assert picture.evaluate("img => img.naturalWidth") == 860
+            expect(page.get_by_text("Error displaying widget")).to_have_count(0)
+
+            for theme in ("light", "dark"):
+                if theme == "dark":
+                    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").first.click()
+                    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+                    page.locator(".lm-Menu-itemLabel", has_text="JupyterLab Dark").first.click()
+                    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
+                    page.wait_for_timeout(500)  # let the new colours paint
+                page.locator(".jp-Cell", has_text="ex.solution()").screenshot(
+                    path=str(ARTIFACTS / f"feedback_{theme}.png")
+                )
+                predict.screenshot(path=str(ARTIFACTS / f"predict_{theme}.png"))
+        finally:
+            browser.close()
+
+
+# -- every notebook, as a learner runs it ----------------------------------------------------------------
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+ALL_RAN = """() => {
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+    return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+}"""
+WIDGET_ERRORS = ("Error displaying widget", "Failed to load model class", "Model not found")
+
+
+@pytest.fixture(scope="module")
+def course_jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """JupyterLab serving a copy of the solution notebooks (with their images), as in a classroom."""
+    tmp_path = tmp_path_factory.mktemp("course-jupyter")
+    root = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "solutions", root, ignore=shutil.ignore_patterns("*.cfg", ".ipynb_checkpoints"))
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "MPLCONFIGDIR": str(tmp_path / "matplotlib"),
+        "LAB_HOME": str(tmp_path / "lab-home"),
+        "LAB_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    port, token = free_port(), secrets.token_hex(16)
+    log = tmp_path / "jupyter.log"
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1"]
+    argv += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
+    argv += [f"--ServerApp.root_dir={root}", *(["--allow-root"] if os.geteuid() == 0 else [])]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = JupyterServer(process, f"http://127.0.0.1:{port}", token, log)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=[p.stem[:2] for p in SOLUTIONS])
+def test_every_notebook_runs_in_chromium_with_no_widget_error(
+    chromium: Path, course_jupyter: JupyterServer, notebook: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = ARTIFACTS / "notebooks"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 3000})
+            page.set_default_timeout(60_000)
+            # A workspace of its own, reset: JupyterLab would otherwise reopen the notebooks before.
+            workspace = f"/lab/workspaces/nb{notebook.stem[:2]}/tree/{notebook.name}"
+            page.goto(f"{course_jupyter.url}{workspace}?reset&token={course_jupyter.token}")
+            page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+            _wait_for_session(course_jupyter, notebook.name)
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.wait_for_function(ALL_RAN, timeout=240_000, polling=500)
+            errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]')
+            expect(errors).to_have_count(0)
+            for text in WIDGET_ERRORS:
+                expect(page.get_by_text(text)).to_have_count(0)
+            page.screenshot(path=str(shots / f"{notebook.stem}.png"), full_page=True)
+        finally:
+            browser.close()
+            # End this notebook's session and kernel, so the next notebook starts on a quiet machine.
+            for session in course_jupyter.api("/api/sessions"):
+                course_jupyter.api(f"/api/sessions/{session['id']}", method="DELETE")
+
+
+def _wait_for_session(server: JupyterServer, name: str, timeout: float = 90) -> None:
+    """Wait until this notebook's own kernel is idle and the page is connected to it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sessions: list[dict[str, Any]] = []
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            sessions = server.api("/api/sessions")
+        for session in sessions:
+            kernel = session.get("kernel") or {}
+            mine = session.get("path", "").endswith(name)
+            if mine and kernel.get("execution_state") == "idle" and kernel.get("connections", 0) > 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"{name}'s kernel did not become ready in {timeout:.0f}s:\n{server.log.read_text()[-3000:]}")

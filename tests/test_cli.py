@@ -197,7 +197,7 @@ def test_peek_at_a_missing_queue_names_the_queues_there(
     lab: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(capsys, "peek", "--queue", "nope")
-    assert_one_line_error(code, out, err, f"No queue named 'nope' on {lab['endpoint']}; queues there: ")
+    assert_one_line_error(code, out, err, f"No queue named 'nope' on {lab['endpoint']}. Queues there: ")
     assert lab["state"]["queue"] in err
     assert "labapp up" not in err  # the lab is up
 

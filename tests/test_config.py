@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -279,3 +281,190 @@ def test_missing_path_and_non_utf8_file(tmp_path: Path) -> None:
     path.write_bytes("option_settings:\n  # caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="UTF-8"):
         load_ebextensions(path)
+
+
+# -- hostile and mistaken input: one short sentence, quickly ----------------------------------------
+MAX_MESSAGE = 300  # characters: one sentence a learner reads at a glance
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """The "billion laughs" document: each level names the one before `width` times (width**levels values)."""
+    lines = ["a0: &a0 [" + ", ".join(['"lol"'] * width) + "]"]
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]")
+    return (
+        "\n".join(lines) + f"\noption_settings:\n  aws:elasticbeanstalk:sqsd:\n    HttpPath: *a{levels - 1}\n"
+    )
+
+
+def refused(path: Path, *words: str) -> str:
+    """Load `path`, expecting one short ConfigError sentence that holds `words`, within two seconds."""
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        load_ebextensions(path)
+    elapsed = time.perf_counter() - started
+    message = str(caught.value)
+    assert elapsed < 2, f"took {elapsed:.1f} s"
+    assert "\n" not in message and len(message) <= MAX_MESSAGE, message[:500]
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_an_alias_bomb_is_refused_at_once_in_one_short_sentence(tmp_path: Path) -> None:
+    # Before: 97 s, 3.9 GB, and an error "sentence" gigabytes long (the repr of the value).
+    path = tmp_path / "bomb.config"
+    path.write_text(alias_bomb())
+    assert len(path.read_bytes()) < 600
+    refused(path, "more than 200,000 values", "aliases")
+
+
+def test_a_document_with_too_many_aliases_is_refused(tmp_path: Path) -> None:
+    many = "anchor: &x 1\nlist: [" + ", ".join(["*x"] * 101) + "]\n"
+    (tmp_path / "many.config").write_text(many)
+    refused(tmp_path / "many.config", "more than 100 YAML aliases")
+    (tmp_path / "ok.config").write_text(many.replace(", *x]", "]"))  # exactly 100 is allowed
+    assert load_ebextensions(tmp_path / "ok.config") == AWS_DEFAULTS
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "cycle.config").write_text("option_settings: &loop\n  - *loop\n")
+    refused(tmp_path / "cycle.config", "cycle")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("deep.config", "option_settings: " + "[" * 5000 + "]" * 5000 + "\n"),  # was a RecursionError
+        ("deep-block.config", "".join("  " * i + f"k{i}:\n" for i in range(60))),
+        ("deep.json", '{"option_settings": ' + "[" * 100_000 + "]" * 100_000 + "}"),  # was a RecursionError
+        ("deep-object.config", "{" + '"a": {' * 60 + "}" * 61),
+    ],
+)
+def test_deep_nesting_is_refused_before_parsing_recurses(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    refused(tmp_path / name, "more than 50 levels deep")
+
+
+def test_nesting_up_to_the_limit_still_parses(tmp_path: Path) -> None:
+    (tmp_path / "y.config").write_text("other: " + "[" * 49 + "]" * 49 + "\n")  # the mapping is level 1
+    (tmp_path / "j.config").write_text('{"other": ' + "[" * 49 + "]" * 49 + "}")
+    assert load_ebextensions(tmp_path / "y.config") == AWS_DEFAULTS
+    assert load_ebextensions(tmp_path / "j.config") == AWS_DEFAULTS
+    # Aliases count as copies for depth too: 30 levels named inside 30 more is 60.
+    nested = "a: &a " + "[" * 30 + "]" * 30 + "\nb: " + "[" * 30 + "*a" + "]" * 30 + "\n"
+    (tmp_path / "alias-depth.config").write_text(nested)
+    refused(tmp_path / "alias-depth.config", "more than 50 levels deep")
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    # Before: a 2.9 MB YAML took 37 s to parse.
+    path = tmp_path / "huge.config"
+    path.write_text("option_settings:\n" + "# padding\n" * 300_000)
+    refused(path, "larger than 262,144 bytes")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "option_settings:\n  aws:elasticbeanstalk:sqsd:\n    HttpPath: " + "x" * 100_000 + "\n",
+        "option_settings:\n  aws:elasticbeanstalk:sqsd:\n    HttpConnections: '" + "9" * 5_000 + "'\n",
+        "option_settings:\n  aws:elasticbeanstalk:sqsd:\n    HttpConnections: " + "9" * 5_000 + "\n",
+        '{"option_settings": {"aws:elasticbeanstalk:sqsd": {"MaxRetries": ' + "9" * 5_000 + "}}}",
+        "option_settings:\n  aws:elasticbeanstalk:sqsd:\n    MimeType: ["
+        + ", ".join(["x" * 50] * 2000)
+        + "]\n",
+        "option_settings:\n  aws:elasticbeanstalk:sqsd:\n    " + "N" * 50_000 + ": 1\n",
+        "option_settings:\n  - " + "x" * 50_000 + "\n",
+        "option_settings:\n  - namespace: aws:elasticbeanstalk:sqsd\n    option_name: [a, b]\n",
+        "option_settings:\n  when: 2024-13-45\n",
+        "option_settings: !!python/object:os.system [echo]\n",
+    ],
+    ids=[
+        "long-path",
+        "long-number-text",
+        "long-number",
+        "long-json-number",
+        "long-list",
+        "long-name",
+        "long-entry",
+        "list-as-option-name",
+        "bad-date",
+        "python-tag",
+    ],
+)
+def test_every_message_quotes_input_briefly(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "long.config"
+    path.write_text(text)
+    refused(path)
+
+
+def test_options_quote_long_values_briefly() -> None:
+    for name, value in [
+        ("HttpPath", "x" * 10_000),
+        ("MimeType", "a\x00" * 5_000),
+        ("MaxRetries", "9" * 5_000),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            with_options(AWS_DEFAULTS, {name: value})
+        message = str(caught.value)
+        assert message.startswith(name) and len(message) <= MAX_MESSAGE and "..." in message, message
+    with pytest.raises(ConfigError) as caught:
+        parse_overrides(["y" * 10_000])
+    assert len(str(caught.value)) <= MAX_MESSAGE
+
+
+def test_a_byte_order_mark_is_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "notepad.config"
+    path.write_bytes(b"\xef\xbb\xbf" + YAML_MAPPING.encode())
+    assert load_ebextensions(path).HttpPath == "/worker"
+    path.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"option_settings": {NAMESPACE: {"MaxRetries": 4}}}).encode()
+    )
+    assert load_ebextensions(path).MaxRetries == 4
+
+
+def test_a_non_utf8_config_names_the_byte_offset(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.config"
+    path.write_bytes(b"option_settings:\n  # caf\xe9\n")
+    refused(path, str(path), "offset 24", "0xE9")
+
+
+# -- which files a folder holds ----------------------------------------------------------------------
+def test_a_folder_of_yaml_files_is_an_error_that_names_them(tmp_path: Path) -> None:
+    # Before: the defaults, silently; EB would skip these files too, and the deploy would surprise.
+    folder = tmp_path / ".ebextensions"
+    folder.mkdir()
+    (folder / "01-sqsd.yaml").write_text(YAML_MAPPING)
+    (folder / "02-more.yml").write_text(YAML_LIST)
+    (folder / "03-other.json").write_text("{}")
+    for path in (tmp_path, folder):
+        message = refused(path, "no *.config file", "EB reads only *.config", "01-sqsd.yaml", "02-more.yml")
+        assert "03-other.json" in message
+
+
+def test_yaml_next_to_config_files_is_a_warning_that_names_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / ".ebextensions"
+    folder.mkdir()
+    (folder / "01-sqsd.config").write_text(YAML_MAPPING)
+    (folder / "02-forgotten.yaml").write_text(YAML_LIST)
+    with caplog.at_level(logging.WARNING, logger="labapp.sqsd"):
+        options = load_ebextensions(tmp_path)
+    assert options.HttpPath == "/worker" and options.VisibilityTimeout == AWS_DEFAULTS.VisibilityTimeout
+    [record] = caplog.records
+    assert "02-forgotten.yaml" in record.getMessage() and "*.config" in record.getMessage()
+
+
+def test_an_empty_ebextensions_or_a_bundle_root_means_the_defaults(tmp_path: Path) -> None:
+    folder = tmp_path / ".ebextensions"
+    folder.mkdir()
+    (folder / "README.txt").write_text("nothing yet")
+    assert load_ebextensions(tmp_path) == AWS_DEFAULTS
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "cron.yaml").write_text("version: 1\ncron: []\n")  # belongs at the root, not a config
+    (bundle / "docker-compose.yml").write_text("services: {}\n")
+    (bundle / "package.json").write_text("{}")
+    assert load_ebextensions(bundle) == AWS_DEFAULTS

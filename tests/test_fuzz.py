@@ -40,7 +40,7 @@ FUZZ = settings(
         HealthCheck.data_too_large,
     ],
 )
-SQS_LIMIT = 262_144  # bytes, body plus attributes (the queue's default MaximumMessageSize)
+SQS_LIMIT = 1_048_576  # bytes, body plus attributes (docs/aws-behaviour.md#sqs-message-size)
 MAX_RETRIES = 2  # the fuzz queue's maxReceiveCount: a rejected message takes two POSTs to the DLQ
 moto_only = pytest.mark.skipif(
     os.environ.get("LAB_BACKEND") == "localstack", reason="sends bodies moto accepts and real SQS refuses"
@@ -296,8 +296,8 @@ def test_the_daemon_loop_survives_every_odd_body_at_once(
         pytest.param("a\x08b", "U+0008", id="backspace"),
         pytest.param("a\ufffeb", "U+FFFE", id="non-character"),
         pytest.param("a\ud800b", "U+D800", id="lone-surrogate"),
-        pytest.param("x" * (SQS_LIMIT + 1), "262,144", id="one-byte-too-big"),
-        pytest.param("😀" * (SQS_LIMIT // 4 + 1), "262,144", id="emoji-too-big"),
+        pytest.param("x" * (SQS_LIMIT + 1), "1,048,576", id="one-byte-too-big"),
+        pytest.param("😀" * (SQS_LIMIT // 4 + 1), "1,048,576", id="emoji-too-big"),
     ],
 )
 def test_send_refuses_what_sqs_refuses_with_a_clear_error(
@@ -311,12 +311,12 @@ def test_send_counts_attributes_towards_the_size_limit(sqs: SqsClient, queues: Q
     attributes = {"trace": "t" * 100}
     size_of_attribute = len("trace") + len("String") + 100
     send_messages(sqs, queues.url, ["x" * (SQS_LIMIT - size_of_attribute)], attributes)
-    with pytest.raises(LabError, match="262,144"):
+    with pytest.raises(LabError, match="1,048,576"):
         send_messages(sqs, queues.url, ["x" * (SQS_LIMIT - size_of_attribute + 1)], attributes)
 
 
 def test_send_splits_batches_that_would_exceed_the_batch_limit(sqs: SqsClient, queues: QueuePair) -> None:
-    # SendMessageBatch also has a 262,144-byte limit for all ten entries together.
+    # SendMessageBatch also has a 1,048,576-byte limit for all ten entries together.
     sizes: list[int] = []
 
     def record(params: dict[str, Any], **_: Any) -> None:
@@ -324,11 +324,12 @@ def test_send_splits_batches_that_would_exceed_the_batch_limit(sqs: SqsClient, q
 
     sqs.meta.events.register("provide-client-params.sqs.SendMessageBatch", record)
     try:
-        ids = send_messages(sqs, queues.url, ["y" * 100_000] * 4)
+        ids = send_messages(sqs, queues.url, ["y" * 400_000] * 4)
     finally:
         sqs.meta.events.unregister("provide-client-params.sqs.SendMessageBatch", record)
     assert len(ids) == 4
     assert max(sizes) <= SQS_LIMIT, f"a batch of {max(sizes):,} bytes"
+    assert len(sizes) == 2, "four messages of 400,000 bytes fit in two batches"
 
 
 @pytest.mark.parametrize(

@@ -209,5 +209,8 @@ def test_learner_notebook_runs_and_checks_say_not_attempted(
             line.strip().endswith(".check()") for line in cell.source.splitlines()
         ):
             continue
-        text = "".join(output.get("text", "") for output in cell.outputs)
+        # A check shows a box: its words are the display's text/plain (a stream's text, printed).
+        text = "".join(
+            output.get("text", "") or output.get("data", {}).get("text/plain", "") for output in cell.outputs
+        )
         assert "Not attempted" in text, f"a check in {learner.name} said: {text.strip()!r}"

@@ -111,6 +111,71 @@ def test_a_missing_file_says_where_cron_yaml_lives(tmp_path: Path) -> None:
         load_cron(tmp_path / "cron.yaml")
 
 
+def test_a_non_utf8_cron_yaml_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    # Before: a UnicodeDecodeError traceback.
+    file = tmp_path / "cron.yaml"
+    text = cron_text(("caf\xe9", "/a", "* * * * *"))
+    file.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_cron(file)
+    message = str(caught.value)
+    assert (
+        message.startswith(str(file)) and f"offset {text.index(chr(0xE9))}" in message and "0xE9" in message
+    ), message
+    assert "\n" not in message
+
+
+def bomb(levels: int = 9, width: int = 9) -> str:
+    lines = ["a0: &a0 [" + ", ".join(['"lol"'] * width) + "]"]
+    lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * width) + "]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # cron.yaml shares the .ebextensions loader and its limits.
+        ("version: 1\n" + bomb() + "cron: [{name: *a8, url: /a, schedule: '* * * * *'}]\n", "200,000 values"),
+        ("version: 1\ncron: " + "[" * 5000 + "]" * 5000 + "\n", "more than 50 levels deep"),
+        ("version: 1\ncron: []\n" + "# pad\n" * 50_000, "larger than 262,144 bytes"),
+        (cron_text(("a", "/a", "9" * 5000 + " * * * *")), "bad minute field"),
+        (cron_text(("a", "/a", "1-" + "9" * 5000 + " * * * *")), "is outside 0-59"),
+        (cron_text(("a", "/a", "*/" + "9" * 5000 + " 0 * * " + "1" * 5000)), "bad day-of-week field"),
+        (cron_text(("a" * 10_000, "/a", "* * * * *"), ("a" * 10_000, "/b", "* * * * *")), "twice"),
+        (cron_text(("a", "/" + "a b" * 10_000, "* * * * *")), "url must be a path"),
+        (cron_text(("a", "/a", "x" * 10_000)), "needs 5 fields"),
+        ("version: " + "7" * 5000 + "\ncron: []\n", "cannot read"),
+        ("version: [" + ", ".join(["1"] * 5000) + "]\ncron: []\n", "got version"),
+        ("version: 1\n" + "".join(f"k{i}{'x' * 50}: 1\n" for i in range(500)) + "cron: []\n", "unknown keys"),
+        ("version: 1\ncron:\n  - !Ref task\n", "not valid YAML"),
+    ],
+    ids=[
+        "alias-bomb",
+        "deep",
+        "too-big",
+        "long-number",
+        "long-range",
+        "long-step",
+        "long-name",
+        "long-url",
+        "long-schedule",
+        "huge-version",
+        "list-version",
+        "many-keys",
+        "cloudformation-tag",
+    ],
+)
+def test_hostile_cron_yaml_gets_one_short_sentence_at_once(text: str, expected: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        parse_cron_yaml(text)
+    elapsed = time.perf_counter() - started
+    message = str(caught.value)
+    assert expected in message, message[:500]
+    assert "\n" not in message and len(message) <= 300, message[:500]
+    assert elapsed < 2, f"took {elapsed:.1f} s"
+
+
 # -- the cron evaluator (cases checked by hand against a calendar) ----------------------------------
 def test_daily_at_three_utc() -> None:
     assert next_times("0 3 * * *", at(2024, 5, 1, 2, 59, 30), 2) == [

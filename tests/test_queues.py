@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +21,12 @@ from labapp.sqs.queues import (
     depth,
     ensure_queues,
     lookup_queues,
-    move_messages,
     peek,
     purge,
-    redrive,
     send_messages,
     string_attributes,
 )
+from labapp.sqs.redrive import move_messages, redrive
 
 
 def fresh_name() -> str:
@@ -67,14 +67,16 @@ def test_ensure_queues_is_idempotent_and_updates_max_retries(sqs: SqsClient) -> 
     assert lookup_queues(sqs, name) == changed
 
 
-def test_lookup_missing_queue_names_the_queues_there(sqs: SqsClient) -> None:
+def test_lookup_missing_queue_names_the_closest_queue_first(sqs: SqsClient) -> None:
     pair = ensure_queues(sqs, fresh_name(), 3)
-    missing = fresh_name()
+    typo = pair.name[:-1] + ("x" if pair.name[-1] != "x" else "y")
     with pytest.raises(LabError) as caught:
-        lookup_queues(sqs, missing)
+        lookup_queues(sqs, typo)
     message = str(caught.value)
-    assert message.startswith(f"No queue named {missing!r} on {sqs.meta.endpoint_url}; queues there: ")
-    assert pair.name in message and "labapp up" not in message
+    assert message.startswith(
+        f"No queue named {typo!r} on {sqs.meta.endpoint_url}. Did you mean {pair.name!r}"
+    )
+    assert " Queues there: " in message and "labapp up" not in message
 
 
 def test_lookup_a_queue_without_redrive_policy_has_no_dlq(sqs: SqsClient) -> None:
@@ -145,8 +147,8 @@ def test_delay_beyond_fifteen_minutes_is_refused_before_sending(sqs: SqsClient, 
     [
         ([""], {}, "empty"),
         (["ok", "a\x00b"], {}, "U+0000 at character 1"),
-        (["x" * 262_145], {}, "262,144"),
-        (["x" * 262_100], {"note": "n" * 40}, "262,150 bytes with its attributes"),
+        (["x" * 1_048_577], {}, "1,048,576"),
+        (["x" * 1_048_530], {"note": "n" * 40}, "1,048,580 bytes with its attributes"),
         (["x"], {"AWS.trace": "1"}, "reserved"),
         (["x"], {"bad name": "1"}, "invalid"),
         (["x"], {"empty": ""}, "empty"),
@@ -163,11 +165,59 @@ def test_send_refuses_what_real_sqs_refuses(
     assert depth(sqs, queues).visible == 0
 
 
-def test_send_splits_batches_at_256_kib(sqs: SqsClient, queues: QueuePair) -> None:
+def test_send_splits_batches_at_1_mib(sqs: SqsClient, queues: QueuePair) -> None:
+    # docs/aws-behaviour.md#sqs-message-size: a whole SendMessageBatch is at most 1 MiB too.
     progress: list[int] = []
-    ids = send_messages(sqs, queues.url, ["y" * 100_000] * 5, progress=progress.append)
+    ids = send_messages(sqs, queues.url, ["y" * 400_000] * 5, progress=progress.append)
     assert len(ids) == 5
     assert progress == [2, 2, 1]
+
+
+def test_a_message_of_1_mib_is_sent_whole(sqs: SqsClient, queues: QueuePair) -> None:
+    # The old 256 KiB limit refused this; SQS takes 1,048,576 bytes, body plus attributes, now.
+    attribute_bytes = len("note") + len("String") + len("n")
+    body = "é" * ((1_048_576 - attribute_bytes) // 2)
+    [message_id] = send_messages(sqs, queues.url, [body], {"note": "n"})
+    [message] = peek(sqs, queues.url, 1)
+    assert (message["MessageId"], message["Body"]) == (message_id, body)
+
+
+@pytest.fixture
+def attribute_reads(sqs: SqsClient) -> Iterator[list[str]]:
+    """Record each GetQueueAttributes call the client makes (botocore's own event hook, not a mock)."""
+    calls: list[str] = []
+
+    def record(**_: Any) -> None:
+        calls.append("GetQueueAttributes")
+
+    sqs.meta.events.register("before-call.sqs.GetQueueAttributes", record)
+    yield calls
+    sqs.meta.events.unregister("before-call.sqs.GetQueueAttributes", record)
+
+
+def test_a_queue_with_a_lower_maximum_message_size_is_honoured(
+    sqs: SqsClient, queues: QueuePair, attribute_reads: list[str]
+) -> None:
+    sqs.set_queue_attributes(QueueUrl=queues.url, Attributes={"MaximumMessageSize": "2048"})
+    with pytest.raises(LabError) as caught:
+        send_messages(sqs, queues.url, ["x" * 100, "x" * 2049, "x" * 3000])
+    message = str(caught.value)
+    # One sentence that names both numbers: the message's size and the queue's limit.
+    assert "2,049 bytes" in message and "MaximumMessageSize is 2,048" in message, message
+    assert "\n" not in message
+    assert len(attribute_reads) == 1, "the queue's limit is read once per call, not once per message"
+    attribute_reads.clear()
+    assert len(send_messages(sqs, queues.url, ["x" * 2048] * 12)) == 12
+    assert len(attribute_reads) == 1
+    assert depth(sqs, queues).visible == 12  # the refused call sent nothing: every body is checked first
+
+
+def test_messages_that_fit_every_queue_cost_no_extra_call(
+    sqs: SqsClient, queues: QueuePair, attribute_reads: list[str]
+) -> None:
+    # MaximumMessageSize is at least 1,024 bytes, so small messages need not ask the queue.
+    send_messages(sqs, queues.url, ["x" * 1_000] * 3, {"n": "1"})
+    assert attribute_reads == []
 
 
 def test_peek_does_not_consume(sqs: SqsClient, queues: QueuePair) -> None:
@@ -333,3 +383,85 @@ def test_local_client_uses_dummy_credentials(monkeypatch: pytest.MonkeyPatch) ->
     credentials = client._request_signer._credentials
     assert credentials.access_key == "test"
     assert client.meta.region_name == "us-east-1"
+
+
+# -- the region, the profile and the config files: a local endpoint needs none of them ---------------
+AWS_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+@pytest.fixture
+def bare_shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A shell with no AWS region, no profile, and an empty AWS config file; return that file."""
+    for name in (*AWS_VARIABLES, ALLOW_AWS_ENV, LOCAL_HOSTS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "aws-config"
+    config.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    return config
+
+
+def test_a_local_endpoint_works_without_region_profile_or_config(
+    emulator: Any, bare_shell: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare_shell.write_text("[default\nregion = \n")  # a broken ~/.aws/config: was ConfigParseError
+    monkeypatch.setenv("AWS_PROFILE", "work-laptop-only")
+    client = sqs_client(emulator.url)
+    assert client.meta.region_name == "us-east-1"
+    assert client.list_queues()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_a_local_client_that_cannot_be_built_says_why(
+    bare_shell: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULTS_MODE", "bogus")
+    with pytest.raises(EndpointError, match="defaults mode: bogus") as caught:
+        sqs_client("http://127.0.0.1:1")
+    assert "\n" not in str(caught.value) and len(str(caught.value)) <= 300
+
+
+def test_real_aws_without_a_region_says_set_aws_default_region(bare_shell: Path) -> None:
+    # Before: "the SQS endpoint did not answer (You must specify a region.)".
+    with pytest.raises(EndpointError) as caught:
+        sqs_client(None, allow_aws=True)
+    message = str(caught.value)
+    assert "set AWS_DEFAULT_REGION" in message and "\n" not in message, message
+
+
+def test_real_aws_takes_the_region_from_the_endpoint_or_the_environment(
+    bare_shell: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert sqs_client("https://sqs.eu-west-1.amazonaws.com", allow_aws=True).meta.region_name == "eu-west-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    assert sqs_client(None, allow_aws=True).meta.region_name == "ap-south-1"
+    # The endpoint's own region wins: a request signed for another one would be refused.
+    assert sqs_client("https://sqs.eu-west-1.amazonaws.com", allow_aws=True).meta.region_name == "eu-west-1"
+
+
+def test_an_emulator_on_another_host_gets_the_default_region(bare_shell: Path) -> None:
+    # Opted in, but not named in LAB_LOCAL_HOSTS: the region only scopes the signature there.
+    assert sqs_client("http://sqs-emulator:9324", allow_aws=True).meta.region_name == "us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        (
+            "AWS_PROFILE",
+            "missing-profile",
+            "'missing-profile' is not in your AWS config; fix or unset AWS_PROFILE",
+        ),
+        (
+            "AWS_DEFAULT_REGION",
+            "eu west",
+            "'eu west' is not a region name like us-east-1; fix AWS_DEFAULT_REGION",
+        ),
+    ],
+)
+def test_real_aws_settings_that_are_wrong_are_named(
+    bare_shell: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(EndpointError) as caught:
+        sqs_client(None, allow_aws=True)
+    assert words in str(caught.value) and "\n" not in str(caught.value)

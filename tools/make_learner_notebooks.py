@@ -6,7 +6,8 @@
                                                            # re-run solutions, store their outputs, regenerate
 
 In a learner copy every `# BEGIN SOLUTION [id]` ... `# END SOLUTION` region becomes its `# STUB: ...`
-lines (or `...  # your code here`), `# NBVAL_*` markers go, and all outputs are cleared.
+lines (or `...  # your code here`), `# NBVAL_*` markers go, and all outputs are cleared. The course
+diagrams are drawn again into solutions/images/ and notebooks/images/ (labapp/course/diagrams).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
 
+from labapp.course import diagrams  # noqa: E402
 from labapp.course.checks.core import split_solution  # noqa: E402
 from labapp.runtime.ports import free_port  # noqa: E402
 
+IMAGE_FOLDERS = (SOLUTIONS / "images", NOTEBOOKS / "images")
 NBVAL_MARKER = "# NBVAL_"
 KEEP_CELL_METADATA = ("tags", "editable", "deletable")
 
@@ -87,6 +90,21 @@ def regenerate(paths: list[Path]) -> list[Path]:
     return changed
 
 
+def stale_images() -> list[Path]:
+    """Return every diagram file in the image folders that is missing or differs from what the code draws."""
+    return [
+        folder / name
+        for folder in IMAGE_FOLDERS
+        for name, drawing in diagrams.DIAGRAMS.items()
+        if not (folder / name).exists() or (folder / name).read_text(encoding="utf-8") != drawing()
+    ]
+
+
+def regenerate_images() -> list[Path]:
+    """Draw the diagrams into both image folders; return the files that changed."""
+    return [path for folder in IMAGE_FOLDERS for path in diagrams.write_all(folder)]
+
+
 def refresh_outputs(path: Path, timeout: int = 120) -> float:
     """Run a solution notebook in a fresh kernel on a private lab and store its outputs; return seconds."""
     from nbclient import NotebookClient
@@ -135,12 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             if not learner_path(p).exists()
             or learner_path(p).read_text(encoding="utf-8") != expected_learner_text(p)
         ]
+        stale += stale_images()
         for target in stale:
             print(f"out of date: {target.relative_to(ROOT)}")
         if stale:
             print("Run `python tools/make_learner_notebooks.py` to regenerate them.")
         return 1 if stale else 0
-    for target in regenerate(paths):
+    for target in [*regenerate(paths), *regenerate_images()]:
         print(f"wrote {target.relative_to(ROOT)}")
     return 0
 

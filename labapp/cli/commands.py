@@ -143,10 +143,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from labapp.sqs.limits import MAX_MESSAGE_BYTES
     from labapp.sqs.queues import send_messages
+    from labapp.sqsd.documents import read_file_text
 
     if args.file:
-        body = Path(args.file).read_text(encoding="utf-8")
+        body = read_file_text(Path(args.file), MAX_MESSAGE_BYTES, "SQS takes in one message")
     elif args.body is not None:
         body = args.body
     else:
@@ -208,7 +210,8 @@ def cmd_peek(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from labapp.sqs.queues import purge, redrive
+    from labapp.sqs.queues import purge
+    from labapp.sqs.redrive import redrive
 
     sqs, queues = _context(args)
     dlq_url = _dlq_url(queues)

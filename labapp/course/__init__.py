@@ -4,6 +4,9 @@
     lab = course.start("03")          # this notebook's queues, worker and daemon
     course.install_handler(lab, fn)   # your Flask view answers the daemon's POSTs
     ex = course.exercise("03.1")      # ex.check(), ex.hint(), ex.solution()
+    course.predict("03.p1", "What does sqsd do after a 500?", {...}, answer="...")
+    course.swimlane(lab)              # each message's POSTs, gaps, deletes and DLQ moves
+    course.diagram("retry-path")      # one of the five course diagrams, inline
 
 Names load on first use, so `labapp.course.checks.core` can be imported without the runtime.
 Each notebook with props of its own has a module next to this one, reached as `course.nb08` and so on.
@@ -48,6 +51,9 @@ _EXPORTS = {
     ),
     "labapp.course.plots": ("plot_metrics", "plot_post_spans", "plot_posts"),
     "labapp.course.checks.core": ("exercise",),
+    "labapp.course.predictions": ("predict", "predict_number"),
+    "labapp.course.swimlanes": ("swimlane",),
+    "labapp.course.diagrams": ("diagram",),
     "labapp.sqsd.options": ("AWS_DEFAULTS", "LAB_PROFILE", "SqsdOptions"),
     "labapp.sqsd.ebextensions": ("load_ebextensions",),
     "labapp.sqsd.log": ("SQSD_LOG",),
@@ -60,6 +66,7 @@ __getattr__, __dir__, __all__ = lazy.exports(__name__, _EXPORTS, ("nb05", "nb07"
 if TYPE_CHECKING:
     from labapp.course import nb05, nb07, nb08, nb09, nb10
     from labapp.course.checks.core import exercise
+    from labapp.course.diagrams import diagram
     from labapp.course.handlers import (
         answer_as_asked,
         apply_options,
@@ -89,7 +96,9 @@ if TYPE_CHECKING:
         watch,
     )
     from labapp.course.plots import plot_metrics, plot_post_spans, plot_posts
+    from labapp.course.predictions import predict, predict_number
     from labapp.course.preflight import PreflightError, compare_options, describe, reset, start
+    from labapp.course.swimlanes import swimlane
     from labapp.course.wire import flask_view_of, raw_request, request_for, show_request
     from labapp.errors import ConfigError, EndpointError, LabError
     from labapp.settings import lab_home

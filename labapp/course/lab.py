@@ -20,7 +20,8 @@ from labapp.runtime.stack import Stack
 from labapp.runtime.wait import wait_until
 from labapp.settings import lab_home
 from labapp.sqs.client import sqs_client
-from labapp.sqs.queues import Depth, depth, ensure_queues, peek, purge, redrive, send_messages
+from labapp.sqs.queues import Depth, depth, ensure_queues, peek, purge, send_messages
+from labapp.sqs.redrive import redrive
 from labapp.sqsd.events import DaemonEvent
 from labapp.sqsd.log import sqsd_line
 from labapp.sqsd.options import LAB_PROFILE, SqsdOptions

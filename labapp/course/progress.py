@@ -1,10 +1,16 @@
-"""A learner's progress: the last result of every exercise check, kept in `lab_home()/progress.json`."""
+"""A learner's progress in `lab_home()/progress.json`: the last result of every exercise check and
+every committed prediction, in two sections ("exercises" and "predictions").
+
+Nothing is written when the kernel runs a notebook from the repository's solutions/ folder (a test
+run or an output refresh is not a learner's work), or when LAB_PROGRESS=off.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -12,10 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from labapp import settings
 from labapp.settings import lab_home
 
+log = logging.getLogger("labapp.course")
+
 FILE_NAME = "progress.json"
+VERSION = 1
 STATUSES = ("correct", "not yet", "not attempted")
+EXERCISES, PREDICTIONS = "exercises", "predictions"
 
 NOTEBOOK_TITLES = {
     "00": "Setup check",
@@ -53,14 +64,40 @@ def notebook_of(exercise_id: str) -> str:
     return exercise_id.split(".", 1)[0]
 
 
-def load() -> dict[str, dict[str, Any]]:
-    """Return exercise id -> {status, reason, when, first_correct}; empty when nothing was checked yet."""
+def _load_all() -> dict[str, Any]:
     try:
         data = json.loads(path().read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return {}
-    exercises = data.get("exercises", {}) if isinstance(data, dict) else {}
-    return exercises if isinstance(exercises, dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    section = data.get(name, {})
+    return section if isinstance(section, dict) else {}
+
+
+def load() -> dict[str, dict[str, Any]]:
+    """Return exercise id -> {status, reason, when, first_correct}; empty when nothing was checked yet."""
+    return _section(_load_all(), EXERCISES)
+
+
+def load_predictions() -> dict[str, dict[str, Any]]:
+    """Return prediction id -> {chosen, correct, when}; empty when nothing was predicted yet."""
+    return _section(_load_all(), PREDICTIONS)
+
+
+def not_recorded_because() -> str | None:
+    """Return why results are not recorded now (LAB_PROGRESS=off, a solution notebook), or None."""
+    if settings.progress_off():
+        return f"{settings.PROGRESS_ENV}=off"
+    try:
+        here, solutions = Path.cwd().resolve(), settings.solutions_dir().resolve()
+    except OSError:  # a deleted working folder is no solutions/ folder
+        return None
+    if here == solutions or solutions in here.parents:
+        return "this kernel runs a notebook from solutions/"
+    return None
 
 
 @contextlib.contextmanager
@@ -80,13 +117,19 @@ def _file_lock() -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def record(exercise_id: str, status: str, reason: str = "", when: dt.datetime | None = None) -> None:
-    """Store the result of one check (the last result wins; the first success is kept too)."""
+def record(exercise_id: str, status: str, reason: str = "", when: dt.datetime | None = None) -> bool:
+    """Store the result of one check (the last result wins; the first success is kept too).
+
+    Return False, writing nothing, when results are not recorded now (see not_recorded_because()).
+    """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+    if _skipped(exercise_id):
+        return False
     stamp = (when or dt.datetime.now()).isoformat(timespec="seconds")
     with _file_lock():
-        exercises = load()
+        data = _load_all()
+        exercises = _section(data, EXERCISES)
         entry = exercises.get(exercise_id, {})
         first_correct = entry.get("first_correct")
         if status == "correct" and not first_correct:
@@ -97,7 +140,30 @@ def record(exercise_id: str, status: str, reason: str = "", when: dt.datetime | 
             "when": stamp,
             "first_correct": first_correct,
         }
-        _write({"version": 1, "exercises": exercises})
+        _write({**data, "version": VERSION, EXERCISES: exercises})
+    return True
+
+
+def record_prediction(
+    prediction_id: str, chosen: str, correct: bool, when: dt.datetime | None = None
+) -> bool:
+    """Store one committed prediction such as '03.p1' (the last one wins); False when not recorded."""
+    if _skipped(prediction_id):
+        return False
+    stamp = (when or dt.datetime.now()).isoformat(timespec="seconds")
+    with _file_lock():
+        data = _load_all()
+        predictions = _section(data, PREDICTIONS)
+        predictions[prediction_id] = {"chosen": chosen, "correct": bool(correct), "when": stamp}
+        _write({**data, "version": VERSION, PREDICTIONS: predictions})
+    return True
+
+
+def _skipped(item_id: str) -> bool:
+    reason = not_recorded_because()
+    if reason is not None:
+        log.debug("course: %s not recorded: %s", item_id, reason)
+    return reason is not None
 
 
 def _write(data: dict[str, Any]) -> None:
@@ -131,9 +197,24 @@ def table() -> list[Row]:
     return rows
 
 
+def predictions_line(predictions: dict[str, dict[str, Any]] | None = None) -> str:
+    """Return e.g. '3 of 5 predictions right.', or an empty string when nothing was predicted."""
+    predictions = load_predictions() if predictions is None else predictions
+    if not predictions:
+        return ""
+    right = sum(1 for entry in predictions.values() if entry.get("correct") is True)
+    noun = "prediction" if len(predictions) == 1 else "predictions"
+    return f"{right} of {len(predictions)} {noun} right."
+
+
 def format_table(rows: list[Row] | None = None) -> str:
-    """Return the progress table as aligned text (what `labapp progress` prints)."""
-    rows = table() if rows is None else rows
+    """Return the progress table and the predictions line as text (what `labapp progress` prints)."""
+    table_text = _format_rows(table() if rows is None else rows)
+    predicted = predictions_line()
+    return f"{table_text}\n{predicted}" if predicted else table_text
+
+
+def _format_rows(rows: list[Row]) -> str:
     if not rows:
         return "No exercise checked yet: run a check cell, e.g. `ex.check()` in notebook 01."
     header = Row("notebook", "exercise", "status", "when")

@@ -9,14 +9,12 @@ from labapp.sqs.queues import (
     drain,
     ensure_queues,
     lookup_queues,
-    move_messages,
-    move_selected,
     peek,
     purge,
-    redrive,
     send_messages,
     string_attributes,
 )
+from labapp.sqs.redrive import move_messages, move_selected, redrive
 
 __all__ = [
     "MAX_BATCH",

@@ -10,10 +10,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from labapp.errors import LabError
+from labapp.errors import LabError, quoted
 
 # What real SQS refuses and moto lets through; the kit refuses it too, so a lab behaves like AWS.
-MAX_MESSAGE_BYTES = 262_144  # body plus attributes, and also a whole SendMessageBatch
+#: The largest message, body plus attributes: 1 MiB since 2025 (docs/aws-behaviour.md#sqs-message-size).
+MAX_MESSAGE_BYTES = 1_048_576
+#: The largest SendMessageBatch, all its entries together, whatever the queue's MaximumMessageSize.
+MAX_BATCH_BYTES = 1_048_576
+#: The lowest MaximumMessageSize a queue can have (1 KiB): a message this small fits every queue.
+MIN_MESSAGE_SIZE_SETTING = 1_024
 #: Messages per ReceiveMessage, SendMessageBatch or DeleteMessageBatch.
 MAX_BATCH = 10
 #: The longest long poll SQS allows (WaitTimeSeconds); sqsd waits this long.
@@ -62,39 +67,59 @@ def check_attributes(attributes: Mapping[str, Mapping[str, Any]]) -> int:
         raise LabError(f"A message has {len(attributes)} attributes; SQS allows at most {MAX_ATTRIBUTES}.")
     for name, attribute in attributes.items():
         if len(name) > MAX_ATTRIBUTE_NAME:
-            raise LabError(f"Attribute name {name[:20]!r}... is longer than {MAX_ATTRIBUTE_NAME} characters.")
+            raise LabError(
+                f"Attribute name {quoted(name, 30)} is longer than {MAX_ATTRIBUTE_NAME} characters."
+            )
         if not _ATTRIBUTE_NAME.fullmatch(name):
-            raise LabError(f"Attribute name {name!r} is invalid: use letters, digits, '_', '-' and '.'.")
+            raise LabError(
+                f"Attribute name {quoted(name)} is invalid: use letters, digits, '_', '-' and '.'."
+            )
         if name.lower().startswith(("aws.", "amazon.")):
             raise LabError(
-                f"Attribute name {name!r} is reserved: names starting AWS. or Amazon. belong to AWS."
+                f"Attribute name {quoted(name)} is reserved: names starting AWS. or Amazon. belong to AWS."
             )
         if name.startswith(".") or name.endswith("."):
-            raise LabError(f"Attribute name {name!r} may not start or end with '.'.")
+            raise LabError(f"Attribute name {quoted(name)} may not start or end with '.'.")
         if ".." in name:
-            raise LabError(f"Attribute name {name!r} may not contain '..'.")
+            raise LabError(f"Attribute name {quoted(name)} may not contain '..'.")
         if str(attribute.get("DataType", "")).startswith("Binary"):
             if not attribute.get("BinaryValue"):
-                raise LabError(f"Attribute {name!r} is empty; SQS needs a value.")
+                raise LabError(f"Attribute {quoted(name)} is empty; SQS needs a value.")
         else:
             value = str(attribute.get("StringValue", ""))
             if value == "":
-                raise LabError(f"Attribute {name!r} is empty; SQS needs a value.")
-            _check_text(value, f"Attribute {name!r}")
+                raise LabError(f"Attribute {quoted(name)} is empty; SQS needs a value.")
+            _check_text(value, f"Attribute {quoted(name)}")
     return _attribute_bytes(attributes)
 
 
-def check_body(body: str, attribute_bytes: int = 0) -> int:
-    """Refuse a message body SQS would refuse, naming the rule; return the message's size in bytes."""
+def check_body(body: str, attribute_bytes: int = 0, limit: int = MAX_MESSAGE_BYTES) -> int:
+    """Refuse a message body SQS would refuse, naming the rule; return the message's size in bytes.
+
+    `limit` is the queue's MaximumMessageSize when that is lower than SQS's own 1 MiB.
+    """
+    if not isinstance(body, str):
+        raise LabError(f"A message body must be text (str); got {type(body).__name__}.")
     if body == "":
         raise LabError("The message body is empty; SQS needs at least one character.")
     _check_text(body, "The message body")
     size = len(body.encode("utf-8")) + attribute_bytes
-    if size > MAX_MESSAGE_BYTES:
-        raise LabError(
-            f"The message is {size:,} bytes with its attributes; SQS allows at most {MAX_MESSAGE_BYTES:,}."
-        )
+    check_size(size, limit)
     return size
+
+
+def check_size(size: int, limit: int = MAX_MESSAGE_BYTES) -> None:
+    """Refuse a message of `size` bytes (body plus attributes) over SQS's limit or the queue's lower one."""
+    if size <= min(limit, MAX_MESSAGE_BYTES):
+        return
+    if limit < MAX_MESSAGE_BYTES:
+        raise LabError(
+            f"The message is {size:,} bytes with its attributes; this queue's MaximumMessageSize "
+            f"is {limit:,} (SQS's own limit is {MAX_MESSAGE_BYTES:,})."
+        )
+    raise LabError(
+        f"The message is {size:,} bytes with its attributes; SQS allows at most {MAX_MESSAGE_BYTES:,}."
+    )
 
 
 def check_delay(delay_seconds: Any) -> int:
@@ -104,5 +129,7 @@ def check_delay(delay_seconds: Any) -> int:
         or not isinstance(delay_seconds, int)
         or not 0 <= delay_seconds <= MAX_DELAY_S
     ):
-        raise LabError(f"DelaySeconds must be a whole number from 0 to {MAX_DELAY_S}; got {delay_seconds!r}.")
+        raise LabError(
+            f"DelaySeconds must be a whole number from 0 to {MAX_DELAY_S}; got {quoted(delay_seconds)}."
+        )
     return delay_seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -10,24 +11,28 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from labapp.errors import EndpointError, LabError, WaitTimeout
-from labapp.runtime.wait import wait_until
+from labapp.errors import EndpointError, LabError
 from labapp.sqs.client import SqsClient
 from labapp.sqs.limits import (
     DEFAULT_VISIBILITY_S,
     MAX_BATCH,
+    MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_RETENTION_S,
+    MIN_MESSAGE_SIZE_SETTING,
     check_attributes,
     check_body,
     check_delay,
+    check_size,
 )
 from labapp.sqs.look import PeekReceives, look
 
 log = logging.getLogger("labapp.sqs")
 
+#: How many queue names an error lists before it says "and N more".
+LISTED = 20
+
 MOVE_TASK_TIMEOUT_S = 30.0
-MOVE_TASK_DONE = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,12 +98,16 @@ def queue_names(sqs: SqsClient, prefix: str = "") -> list[str]:
 def _no_such_queue(sqs: SqsClient, name: str) -> LabError:
     endpoint = sqs.meta.endpoint_url
     there = queue_names(sqs)
-    listed = ", ".join(there[:20]) + (f" and {len(there) - 20} more" if len(there) > 20 else "")
     if not there:
         return LabError(
             f"No queue named {name!r} on {endpoint}, which has no queues; `labapp up` makes the lab's."
         )
-    return LabError(f"No queue named {name!r} on {endpoint}; queues there: {listed}.")
+    # A typo is the usual reason: the closest names first, then the lab's own, then the rest.
+    close = difflib.get_close_matches(name, there, n=3, cutoff=0.7)
+    guess = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    ordered = sorted(there, key=lambda q: (not q.startswith("lab-"), q))
+    listed = ", ".join(ordered[:LISTED]) + (f" and {len(there) - LISTED} more" if len(there) > LISTED else "")
+    return LabError(f"No queue named {name!r} on {endpoint}.{guess} Queues there: {listed}.")
 
 
 def lookup_queues(sqs: SqsClient, name: str) -> QueuePair:
@@ -176,6 +185,14 @@ def string_attributes(attributes: Mapping[str, str | int | float | bytes]) -> di
     return result
 
 
+def max_message_bytes(sqs: SqsClient, queue_url: str) -> int:
+    """Return the most bytes one message may have on this queue: its MaximumMessageSize, at most 1 MiB."""
+    # docs/aws-behaviour.md#sqs-message-size: a queue's MaximumMessageSize applies when set lower.
+    reply = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["MaximumMessageSize"])
+    setting = reply.get("Attributes", {}).get("MaximumMessageSize")
+    return min(MAX_MESSAGE_BYTES, int(setting)) if setting else MAX_MESSAGE_BYTES
+
+
 def send_messages(
     sqs: SqsClient,
     queue_url: str,
@@ -184,12 +201,17 @@ def send_messages(
     delay_seconds: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Send bodies in batches (ten, and 256 KiB, at most) and return the ids; raise if SQS would refuse any."""
+    """Send bodies in batches (ten, and 1 MiB, at most) and return the ids; raise if SQS would refuse any."""
     check_delay(delay_seconds)
     message_attributes = string_attributes(attributes or {})
     attribute_bytes = check_attributes(message_attributes)
     # Check every body before sending any, so a bad one never leaves a batch half sent.
     sized = [(body, check_body(body, attribute_bytes)) for body in bodies]
+    if any(size > MIN_MESSAGE_SIZE_SETTING for _, size in sized):
+        # Only a message over 1 KiB can be too big for some queue; asked once per call, not per batch.
+        limit = max_message_bytes(sqs, queue_url)
+        for _, size in sized:
+            check_size(size, limit)
     ids: list[str] = []
     batch: list[str] = []
     batch_bytes = 0
@@ -213,7 +235,7 @@ def send_messages(
         batch_bytes = 0
 
     for body, size in sized:
-        if batch and batch_bytes + size > MAX_MESSAGE_BYTES:
+        if batch and batch_bytes + size > MAX_BATCH_BYTES:
             flush()
         batch.append(body)
         batch_bytes += size
@@ -269,7 +291,7 @@ def purge(sqs: SqsClient, queue_url: str) -> str:
     return "drained"
 
 
-def _receive_batch(sqs: SqsClient, queue_url: str, n: int = MAX_BATCH) -> list[dict[str, Any]]:
+def receive_batch(sqs: SqsClient, queue_url: str, n: int = MAX_BATCH) -> list[dict[str, Any]]:
     """Receive up to n visible messages at once, with their attributes, hidden for 30 s."""
     reply = sqs.receive_message(
         QueueUrl=queue_url,
@@ -285,113 +307,8 @@ def _receive_batch(sqs: SqsClient, queue_url: str, n: int = MAX_BATCH) -> list[d
 def drain(sqs: SqsClient, queue_url: str) -> list[dict[str, Any]]:
     """Receive and delete every visible message of a queue; return them."""
     found: list[dict[str, Any]] = []
-    while messages := _receive_batch(sqs, queue_url):
+    while messages := receive_batch(sqs, queue_url):
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
         found += messages
     return found
-
-
-def redrive(
-    sqs: SqsClient, queues: QueuePair, max_messages: int | None = None, timeout: float = MOVE_TASK_TIMEOUT_S
-) -> tuple[str, int]:
-    """Move DLQ messages back to the worker queue and wait until they are back; return (how, count moved).
-
-    StartMessageMoveTask is used where the endpoint has it (AWS, LocalStack), and its progress
-    followed with ListMessageMoveTasks (docs/aws-behaviour.md#dlq-move-start). moto lacks it
-    (docs/aws-behaviour.md#emu-moto-no-move-task), so the kit then moves messages itself: receive
-    from the DLQ, send the same body and attributes to the source queue, and delete from the DLQ
-    only after the send succeeded.
-    """
-    if max_messages is None:
-        try:
-            handle = sqs.start_message_move_task(SourceArn=queues.dlq_arn, DestinationArn=queues.arn)
-        except ClientError as exc:
-            log.info(
-                "StartMessageMoveTask unavailable (%s); moving messages by hand.",
-                exc.response["Error"]["Code"],
-            )
-        else:
-            return "StartMessageMoveTask", _wait_for_move_task(sqs, queues, handle["TaskHandle"], timeout)
-    return "receive-send-delete", move_messages(sqs, queues.dlq_url, queues.url, max_messages)
-
-
-def _wait_for_move_task(sqs: SqsClient, queues: QueuePair, task_handle: str, timeout: float) -> int:
-    def finished() -> dict[str, Any] | None:
-        for task in sqs.list_message_move_tasks(SourceArn=queues.dlq_arn).get("Results", []):
-            if task.get("TaskHandle") in (task_handle, None) and task.get("Status") in MOVE_TASK_DONE:
-                return dict(task)
-        return None
-
-    try:
-        task = wait_until(finished, timeout, "the DLQ redrive to finish", interval=0.2) or {}
-    except WaitTimeout:
-        raise LabError(
-            f"The redrive of {queues.dlq_name} did not finish in {timeout:.0f}s; it goes on in SQS "
-            "(ListMessageMoveTasks shows it)."
-        ) from None
-    if task["Status"] != "COMPLETED":
-        raise LabError(
-            f"The redrive of {queues.dlq_name} ended {task['Status']}: {task.get('FailureReason', '')}"
-        )
-    return int(task.get("ApproximateNumberOfMessagesMoved", 0))
-
-
-def move_messages(sqs: SqsClient, source_url: str, target_url: str, max_messages: int | None = None) -> int:
-    """Move messages one batch at a time, keeping body and attributes; return how many moved."""
-    moved = 0
-    while max_messages is None or moved < max_messages:
-        messages = _receive_batch(
-            sqs, source_url, MAX_BATCH if max_messages is None else min(MAX_BATCH, max_messages - moved)
-        )
-        if not messages:
-            break
-        for message in messages:
-            _move(sqs, source_url, target_url, message)
-            moved += 1
-    return moved
-
-
-def _move(sqs: SqsClient, source_url: str, target_url: str, message: dict[str, Any]) -> str:
-    """Send one received message on with its body and attributes, then delete it; return the new id."""
-    kwargs: dict[str, Any] = {"QueueUrl": target_url, "MessageBody": message["Body"]}
-    if message.get("MessageAttributes"):
-        kwargs["MessageAttributes"] = message["MessageAttributes"]
-    new_id = str(sqs.send_message(**kwargs)["MessageId"])
-    # Deleted only after the send succeeded: a failure leaves a copy, never a loss.
-    sqs.delete_message(QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"])
-    return new_id
-
-
-MAX_SEARCH_BATCHES = 100  # 1,000 messages: more than a lab's DLQ ever holds
-
-
-def move_selected(sqs: SqsClient, source_url: str, target_url: str, message_ids: Iterable[str]) -> list[str]:
-    """Move only the messages with these ids, keeping body and attributes; return their new ids.
-
-    StartMessageMoveTask moves a whole queue, so picking messages means receive, send, delete.
-    Messages looked at but not picked stay invisible until the search ends, so the same ones do
-    not come back in every batch, and then are made visible again at once.
-    """
-    wanted = set(message_ids)
-    moved: list[str] = []
-    held: list[dict[str, Any]] = []
-    try:
-        for _ in range(MAX_SEARCH_BATCHES):
-            if not wanted:
-                break
-            messages = _receive_batch(sqs, source_url)
-            if not messages:
-                break
-            for message in messages:
-                if message["MessageId"] not in wanted:
-                    held.append(message)
-                    continue
-                moved.append(_move(sqs, source_url, target_url, message))
-                wanted.discard(message["MessageId"])
-    finally:
-        for message in held:
-            sqs.change_message_visibility(
-                QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return moved

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from labapp.errors import ConfigError
+from labapp.errors import ConfigError, clipped, quoted
+from labapp.sqsd.documents import DOCUMENT_LIMIT_WHAT, MAX_DOCUMENT_BYTES, parse_document, read_file_text
 
 UTC = dt.timezone.utc
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -46,11 +45,12 @@ def _number(text: str, field: _Field) -> int:
     if upper in (n.upper() for n in field.names):
         return field.low + [n.upper() for n in field.names].index(upper)
     if not (text.isascii() and text.isdigit()):
-        raise ValueError(f"{text!r} is not a number" + (" or a name" if field.names else ""))
-    value = int(text)
-    if not field.low <= value <= field.high:
-        raise ValueError(f"{value} is outside {field.low}-{field.high}")
-    return value
+        raise ValueError(f"{quoted(text)} is not a number" + (" or a name" if field.names else ""))
+    # Compared as text first: int() of thousands of digits is slow, and past 4,300 it raises.
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(field.high)) or not field.low <= int(digits) <= field.high:
+        raise ValueError(f"{clipped(digits)} is outside {field.low}-{field.high}")
+    return int(digits)
 
 
 def _parse_field(text: str, field: _Field) -> frozenset[int]:
@@ -59,16 +59,18 @@ def _parse_field(text: str, field: _Field) -> frozenset[int]:
         base, slash, step_text = part.partition("/")
         step = 1
         if slash:
-            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
-                raise ValueError(f"step {step_text!r} must be a whole number above 0")
-            step = int(step_text)
+            digits = step_text.lstrip("0")
+            if not (step_text.isascii() and step_text.isdigit()) or not digits:
+                raise ValueError(f"step {quoted(step_text)} must be a whole number above 0")
+            # Any step past the field's span picks only the first value; int() of 5,000 digits raises.
+            step = int(digits) if len(digits) <= len(str(field.high)) else field.high + 1
         if base == "*":
             low, high = field.low, field.high
         elif "-" in base:
             first, _, last = base.partition("-")
             low, high = _number(first, field), _number(last, field)
             if low > high:
-                raise ValueError(f"range {base} runs backwards")
+                raise ValueError(f"range {clipped(base)} runs backwards")
         else:
             low = _number(base, field)
             # `5/15` means from 5 to the end in steps of 15, as in cronie.
@@ -96,7 +98,7 @@ class CronSchedule:
         parts = str(expression).split()
         if len(parts) != 5:
             raise ConfigError(
-                f"schedule {expression!r} needs 5 fields (minute hour day-of-month month day-of-week); "
+                f"schedule {quoted(expression)} needs 5 fields (minute hour day-of-month month day-of-week); "
                 f"it has {len(parts)}."
             )
         sets = []
@@ -105,7 +107,7 @@ class CronSchedule:
                 sets.append(_parse_field(text, field))
             except ValueError as exc:
                 raise ConfigError(
-                    f"schedule {expression!r} has a bad {field.name} field {text!r}: {exc}."
+                    f"schedule {quoted(expression)} has a bad {field.name} field {quoted(text)}: {exc}."
                 ) from None
         minutes, hours, days, months, weekdays = sets
         schedule = cls(
@@ -122,7 +124,9 @@ class CronSchedule:
         if schedule.days_restricted and not schedule.weekdays_restricted:
             longest = max(calendar.monthrange(2024, m)[1] for m in months)  # 2024 is a leap year
             if min(days) > longest:
-                raise ConfigError(f"schedule {expression!r} never runs: no chosen month has day {min(days)}.")
+                raise ConfigError(
+                    f"schedule {quoted(expression)} never runs: no chosen month has day {min(days)}."
+                )
         return schedule
 
     def day_matches(self, day: dt.date) -> bool:
@@ -199,21 +203,18 @@ def _text(entry: dict[str, Any], key: str, where: str) -> str:
 
 def parse_cron_yaml(text: str, source: str = "cron.yaml") -> list[CronTask]:
     """Parse and validate cron.yaml text, raising ConfigError with one clear sentence."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    document = parse_document(text, source, json_first=False, json_allowed=False, cloudformation_tags=False)
     if not isinstance(document, dict):
         raise ConfigError(f"{source} must be a mapping with 'version: 1' and a 'cron' list.")
     unknown = sorted(set(map(str, document)) - set(TOP_KEYS))
     if unknown:
         raise ConfigError(
-            f"{source} has unknown keys {', '.join(unknown)}; only version and cron are allowed."
+            f"{source} has unknown keys {clipped(', '.join(unknown))}; only version and cron are allowed."
         )
     if "version" not in document:
         raise ConfigError(f"{source} needs 'version: 1' at the top.")
     if document["version"] != 1 or isinstance(document["version"], bool):
-        raise ConfigError(f"{source} must say 'version: 1'; got version {document['version']!r}.")
+        raise ConfigError(f"{source} must say 'version: 1'; got version {quoted(document['version'])}.")
     entries = document.get("cron")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{source} needs a 'cron' list with at least one task.")
@@ -225,16 +226,16 @@ def parse_cron_yaml(text: str, source: str = "cron.yaml") -> list[CronTask]:
         extra = sorted(set(map(str, entry)) - set(TASK_KEYS))
         if extra:
             raise ConfigError(
-                f"{where} has unknown keys {', '.join(extra)}; only name, url and schedule are allowed."
+                f"{where} has unknown keys {clipped(', '.join(extra))}; only name, url and schedule are allowed."
             )
         name = _text(entry, "name", where)
-        where = f"{source} task {name!r}"
+        where = f"{source} task {quoted(name)}"
         if any(task.name == name for task in tasks):
-            raise ConfigError(f"{source} names task {name!r} twice; task names must be unique.")
+            raise ConfigError(f"{source} names task {quoted(name)} twice; task names must be unique.")
         url = _text(entry, "url", where)
         if not url.startswith("/") or any(c.isspace() for c in url):
             raise ConfigError(
-                f"{where}: url must be a path starting with '/' and without spaces; got {url!r}."
+                f"{where}: url must be a path starting with '/' and without spaces; got {quoted(url)}."
             )
         try:
             schedule = CronSchedule.parse(_text(entry, "schedule", where))
@@ -249,4 +250,5 @@ def load_cron(path: str | Path) -> list[CronTask]:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{file} does not exist; periodic tasks live in cron.yaml at the bundle root.")
-    return parse_cron_yaml(file.read_text(encoding="utf-8"), str(file))
+    text = read_file_text(file, MAX_DOCUMENT_BYTES, DOCUMENT_LIMIT_WHAT)
+    return parse_cron_yaml(text, str(file))

@@ -2,45 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from labapp.errors import ConfigError
+from labapp.errors import ConfigError, clipped, quoted
+from labapp.sqsd.documents import read_document
 from labapp.sqsd.options import AWS_DEFAULTS, NAMESPACE, SqsdOptions, with_options
 
+log = logging.getLogger("labapp.sqsd")
+
 WRONG_NAMESPACES = (f"{NAMESPACE}:sqsd",)
-
-
-class _EbLoader(yaml.SafeLoader):
-    """A safe loader that reads CloudFormation tags (!Ref, !GetAtt, ...) in .config files as plain values."""
-
-
-def _plain_value(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)  # type: ignore[arg-type]
-
-
-_EbLoader.add_multi_constructor("!", _plain_value)
+EBEXTENSIONS = ".ebextensions"
+YAML_SUFFIXES = (".yaml", ".yml")
+#: Suffixes of files that hold YAML or JSON but that EB skips in .ebextensions.
+MISNAMED_SUFFIXES = (*YAML_SUFFIXES, ".json")
+#: YAML files that belong at a bundle root (docs/aws-behaviour.md#cron-yaml; Docker platforms read
+#: docker-compose.yml); JSON at a root is package.json and the like, so it is not counted there either.
+BUNDLE_ROOT_YAML = ("cron.yaml", "docker-compose.yml", "docker-compose.yaml")
 
 
 def _read_document(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
-    try:
-        # A .config file may be JSON; JSON indented with tabs is not YAML, so try JSON first.
-        if path.suffix == ".json" or text.lstrip().startswith("{"):
-            return json.loads(text)
-        return yaml.load(text, Loader=_EbLoader)  # a SafeLoader subclass: no arbitrary objects
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
+    return read_document(path, json_allowed=True, cloudformation_tags=True)
 
 
 def _check_namespace(namespace: Any, path: Path) -> None:
@@ -66,23 +49,57 @@ def _sqsd_settings(document: Any, path: Path) -> dict[str, Any]:
     elif isinstance(settings, list):
         for entry in settings:
             if not isinstance(entry, dict):
-                raise ConfigError(f"{path}: each option_settings entry must be a mapping; got {entry!r}.")
+                raise ConfigError(
+                    f"{path}: each option_settings entry must be a mapping; got {quoted(entry)}."
+                )
             _check_namespace(entry.get("namespace"), path)
             if entry.get("namespace") == NAMESPACE:
                 if "option_name" not in entry:
                     raise ConfigError(f"{path}: an {NAMESPACE} entry has no option_name.")
+                if not isinstance(entry["option_name"], str):
+                    raise ConfigError(
+                        f"{path}: option_name must be a string; got {quoted(entry['option_name'])}."
+                    )
                 found[entry["option_name"]] = entry.get("value")
     else:
         raise ConfigError(f"{path}: option_settings must be a mapping or a list.")
     return found
 
 
+def _config_files(folder: Path) -> list[Path]:
+    """Return the folder's `*.config` files in name order, refusing a folder of misnamed ones."""
+    files = sorted(folder.glob("*.config"))
+    # A folder by another name may be a bundle root without .ebextensions, or one under a new name.
+    suffixes = MISNAMED_SUFFIXES if folder.name == EBEXTENSIONS else YAML_SUFFIXES
+    skipped = () if folder.name == EBEXTENSIONS else BUNDLE_ROOT_YAML
+    misnamed = sorted(
+        file
+        for file in folder.iterdir()
+        if file.suffix in suffixes and file.name not in skipped and file.is_file()
+    )
+    if not misnamed:
+        return files
+    names = clipped(", ".join(file.name for file in misnamed))
+    # EB reads only *.config in .ebextensions and skips every other file without a word. An
+    # empty folder is legal and means the defaults; but YAML or JSON files without a single
+    # .config were almost certainly meant as config, and running on the defaults would hide the
+    # mistake until a deploy behaves oddly, so it is an error. Next to real .config files they
+    # may be notes or templates: a warning, which the CLI's logging prints, is enough.
+    if not files:
+        raise ConfigError(
+            f"{folder} has no *.config file, and EB reads only *.config files in .ebextensions; "
+            f"found {names}: rename each to end in .config."
+        )
+    log.warning("%s: EB reads only *.config files in .ebextensions, so it skips %s.", folder, names)
+    return files
+
+
 def load_ebextensions(path: str | Path, base: SqsdOptions = AWS_DEFAULTS) -> SqsdOptions:
     """Read sqsd options from one `.config` file, or every `*.config` in an `.ebextensions` folder."""
     root = Path(path)
     if root.is_dir():
-        folder = root / ".ebextensions" if (root / ".ebextensions").is_dir() else root
-        files = sorted(folder.glob("*.config"))
+        folder = root / EBEXTENSIONS if (root / EBEXTENSIONS).is_dir() else root
+        files = _config_files(folder)
     elif root.is_file():
         files = [root]
     else:

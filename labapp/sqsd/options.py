@@ -11,13 +11,15 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labapp.errors import ConfigError
+from labapp.errors import ConfigError, clipped, quoted
 from labapp.sqs.limits import MAX_VISIBILITY_S
 
 NAMESPACE = "aws:elasticbeanstalk:sqsd"
 
 
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+#: More digits than any range's bound has: such a number is out of range, whatever it is.
+MAX_DIGITS = 12
 
 
 # Both end up in the request: a line break in either would forge a header or a second request.
@@ -65,16 +67,16 @@ class SqsdOptions:
         for name, (low, high) in RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
+                raise ConfigError(f"{name} must be a whole number from {low} to {high}; got {quoted(value)}.")
             if not low <= value <= high:
-                raise ConfigError(f"{name} must be from {low} to {high}; got {value}.")
+                raise ConfigError(f"{name} must be from {low} to {high}; got {quoted(value)}.")
         if (
             not isinstance(self.HttpPath, str)
             or not self.HttpPath.startswith("/")
             or _UNSAFE_IN_PATH.search(self.HttpPath)
         ):
             raise ConfigError(
-                f"HttpPath must be a path starting with '/', without spaces; got {self.HttpPath!r}."
+                f"HttpPath must be a path starting with '/', without spaces; got {quoted(self.HttpPath)}."
             )
         if (
             not isinstance(self.MimeType, str)
@@ -82,10 +84,10 @@ class SqsdOptions:
             or _UNSAFE_IN_HEADER.search(self.MimeType)
         ):
             raise ConfigError(
-                f"MimeType must be a non-empty string without control characters; got {self.MimeType!r}."
+                f"MimeType must be a non-empty string without control characters; got {quoted(self.MimeType)}."
             )
         if self.WorkerQueueURL is not None and not isinstance(self.WorkerQueueURL, str):
-            raise ConfigError(f"WorkerQueueURL must be a URL string; got {self.WorkerQueueURL!r}.")
+            raise ConfigError(f"WorkerQueueURL must be a URL string; got {quoted(self.WorkerQueueURL)}.")
 
     def replace(self, **changes: Any) -> SqsdOptions:
         """Return a copy with some options changed (values may be strings, as in a config file)."""
@@ -122,9 +124,12 @@ def _coerce(name: str, value: Any) -> Any:
     if name in RANGES and isinstance(value, str):
         text = value.strip()
         # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+        low, high = RANGES[name]
         if not _WHOLE_NUMBER.fullmatch(text):
-            low, high = RANGES[name]
-            raise ConfigError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
+            raise ConfigError(f"{name} must be a whole number from {low} to {high}; got {quoted(value)}.")
+        # int() of thousands of digits raises past Python's 4,300-digit limit; no range needs more than 7.
+        if len(text.lstrip("-0")) > MAX_DIGITS:
+            raise ConfigError(f"{name} must be from {low} to {high}; got {quoted(value)}.")
         return int(text)
     return value
 
@@ -136,7 +141,7 @@ def with_options(base: SqsdOptions, changes: Mapping[str, Any]) -> SqsdOptions:
             hint = WRONG_NAMES.get(name)
             extra = f" (EB calls it {hint})" if hint else ""
             raise ConfigError(
-                f"{name} is not an sqsd option{extra}; known options: {', '.join(OPTION_NAMES)}."
+                f"{clipped(str(name))} is not an sqsd option{extra}; known options: {', '.join(OPTION_NAMES)}."
             )
     return dataclasses.replace(base, **{k: _coerce(k, v) for k, v in changes.items()})
 
@@ -147,6 +152,6 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise ConfigError(f"--option takes Name=Value, e.g. HttpConnections=10; got {pair!r}.")
+            raise ConfigError(f"--option takes Name=Value, e.g. HttpConnections=10; got {quoted(pair)}.")
         result[name.strip()] = value.strip()
     return result

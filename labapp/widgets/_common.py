@@ -1,4 +1,4 @@
-"""What every widget shares: the no-lab sentence, PNG rendering, and threads that stop cleanly."""
+"""What every widget shares: the no-lab sentence, a text fallback, PNG rendering, threads that stop cleanly."""
 
 from __future__ import annotations
 
@@ -22,6 +22,44 @@ MIN_PAUSE_S = 0.05
 COLORS = {"ok": "#1a7f37", "bad": "#cf222e", "muted": "#57606a", "mark": "#fff3b0"}
 
 
+class TextFallback(w.DOMWidget):
+    """A widget whose text/plain is one sentence: what saved notebooks, terminals and nbval show.
+
+    ipywidgets' own text/plain is the widget's repr cut at 110 characters, e.g. "VBox(children=...".
+    """
+
+    def text(self) -> str:
+        """Return the sentence that stands for the widget where it cannot be drawn."""
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        data: dict[str, Any] | None = super()._repr_mimebundle_(**kwargs)
+        if data is not None:
+            data["text/plain"] = self.text()
+        return data
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+class Sentence(TextFallback, w.HTML):
+    """One line of HTML whose text/plain is the same line without markup."""
+
+    def __init__(self, html_text: str, plain: str) -> None:
+        self.plain = plain
+        super().__init__(html_text)
+
+    def text(self) -> str:
+        """Return the line as plain text."""
+        return self.plain
+
+
+def lab_name(lab: Any) -> str:
+    """Return the name of a lab's worker queue, e.g. 'lab-04', for a widget's text fallback."""
+    queues = getattr(lab, "queues", None)
+    return str(getattr(queues, "name", "") or f"lab-{getattr(lab, 'name', '?')}")
+
+
 def lab_running(lab: Any) -> bool:
     """Return True when lab is a started Lab whose worker still runs."""
     return lab is not None and getattr(lab, "worker", None) is not None
@@ -29,9 +67,10 @@ def lab_running(lab: Any) -> bool:
 
 def no_lab(what: str) -> w.HTML:
     """Return the one sentence a widget shows instead of itself when it has no running lab."""
-    return w.HTML(
+    return Sentence(
         f"<p>The {html.escape(what)} needs a running lab: run "
-        '<code>lab = course.start("name")</code> first, then pass <code>lab</code> to it.</p>'
+        '<code>lab = course.start("name")</code> first, then pass <code>lab</code> to it.</p>',
+        f'The {what} needs a running lab: run lab = course.start("name") first, then pass lab to it.',
     )
 
 

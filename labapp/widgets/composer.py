@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
 from labapp.sqs import MAX_DELAY_S, send_messages
-from labapp.widgets._common import close_all, lab_running, line, no_lab
+from labapp.widgets._common import TextFallback, close_all, lab_name, lab_running, line, no_lab
 
 DEFAULT_BODY = '{"type": "order", "order_id": "A-1", "amount": 10}'
 MAX_COUNT = 10_000
@@ -42,7 +42,7 @@ def parse_attributes(text: str) -> dict[str, str]:
     return attributes
 
 
-class Composer(w.VBox):
+class Composer(TextFallback, w.VBox):
     """Compose a message and send it `count` times to the lab's worker queue."""
 
     def __init__(self, lab: Any, body: str = DEFAULT_BODY) -> None:
@@ -122,6 +122,10 @@ class Composer(w.VBox):
 
     def _advance(self, sent: int) -> None:
         self.progress.value += sent
+
+    def text(self) -> str:
+        """Return the composer's text fallback."""
+        return f"Message composer for {lab_name(self.lab)} (write and send messages in the live notebook)."
 
     def close(self) -> None:
         """Close every part of the widget."""

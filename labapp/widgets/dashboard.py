@@ -19,7 +19,17 @@ from matplotlib.ticker import MaxNLocator
 
 from labapp.errors import LabError
 from labapp.sqsd import EventKind
-from labapp.widgets._common import Ticker, close_all, figure_png, lab_running, line, new_figure, no_lab
+from labapp.widgets._common import (
+    TextFallback,
+    Ticker,
+    close_all,
+    figure_png,
+    lab_name,
+    lab_running,
+    line,
+    new_figure,
+    no_lab,
+)
 
 HZ = 4
 WINDOW_S = 120
@@ -38,7 +48,7 @@ LABELS = {
 }
 
 
-class Dashboard(w.VBox):
+class Dashboard(TextFallback, w.VBox):
     """Queue depths, processed and failed deliveries, and instances, live."""
 
     def __init__(
@@ -94,6 +104,10 @@ class Dashboard(w.VBox):
         self._show_running(False)
         if was_running:
             self._tick()
+
+    def text(self) -> str:
+        """Return the dashboard's text fallback."""
+        return f"Live dashboard of {lab_name(self.lab)}: queue depths, deliveries and instances (updates in the notebook)."
 
     def close(self) -> None:
         """Stop the thread and close every part of the widget."""

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
 from labapp.sqs import move_selected, purge
-from labapp.widgets._common import close_all, lab_running, line, no_lab
+from labapp.widgets._common import TextFallback, close_all, lab_name, lab_running, line, no_lab
 
 PREVIEW_CHARS = 50
 LISTED = 10  # messages the list shows, oldest first
@@ -68,7 +68,7 @@ def detail_html(message: dict[str, Any]) -> str:
     )
 
 
-class DlqExplorer(w.VBox):
+class DlqExplorer(TextFallback, w.VBox):
     """List DLQ messages, show one, and redrive the selected ones or all of them, or purge."""
 
     def __init__(self, lab: Any) -> None:
@@ -172,6 +172,10 @@ class DlqExplorer(w.VBox):
             return True
         self.status.value = line("The lab is stopped; start it again to look at its DLQ.", "bad")
         return False
+
+    def text(self) -> str:
+        """Return the explorer's text fallback."""
+        return f"Dead-letter queue explorer of {lab_name(self.lab)} (look, redrive and purge in the live notebook)."
 
     def close(self) -> None:
         """Close every part of the widget."""

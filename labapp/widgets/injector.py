@@ -8,7 +8,7 @@ from typing import Any
 import ipywidgets as w
 
 from labapp.errors import LabError
-from labapp.widgets._common import close_all, lab_running, line, no_lab
+from labapp.widgets._common import TextFallback, close_all, lab_name, lab_running, line, no_lab
 from labapp.worker import Failures
 
 # 202 and 204 are here on purpose: sqsd deletes only on 200, so both are failures too.
@@ -30,7 +30,7 @@ def describe(failures: Failures) -> str:
     return ("Worker now: " + "; ".join(parts) + ".") if parts else "Worker healthy: every request is handled."
 
 
-class FailureInjector(w.VBox):
+class FailureInjector(TextFallback, w.VBox):
     """Sliders and toggles that change the worker's injected failures live."""
 
     def __init__(self, lab: Any) -> None:
@@ -115,6 +115,11 @@ class FailureInjector(w.VBox):
     def _show(self, failures: Failures) -> None:
         healthy = failures == Failures()
         self.status_line.value = line(describe(failures), "ok" if healthy else "bad")
+
+    def text(self) -> str:
+        """Return the injector's text fallback, with what the worker does wrong now."""
+        now = describe(self.lab.state.failures.current) if lab_running(self.lab) else "The lab is stopped."
+        return f"Failure injector of {lab_name(self.lab)} (change it in the live notebook). {now}"
 
     def close(self) -> None:
         """Close every part of the widget."""

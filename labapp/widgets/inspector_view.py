@@ -18,7 +18,16 @@ from urllib.parse import parse_qs
 import ipywidgets as w
 
 from labapp.sqsd import ARTICLE_FORM_WARNING, SqsdOptions, build_post
-from labapp.widgets._common import COLORS, Ticker, close_all, lab_running, line, no_lab
+from labapp.widgets._common import (
+    COLORS,
+    TextFallback,
+    Ticker,
+    close_all,
+    lab_name,
+    lab_running,
+    line,
+    no_lab,
+)
 from labapp.worker import RecordedRequest
 
 SHOW = 5
@@ -156,7 +165,7 @@ def compare_html(message: dict[str, Any], queue_name: str, options: SqsdOptions)
     )
 
 
-class PostInspector(w.VBox):
+class PostInspector(TextFallback, w.VBox):
     """The last deliveries exactly as received, and one message in both encodings side by side."""
 
     def __init__(self, lab: Any, show: int = SHOW, live: bool = True) -> None:
@@ -217,6 +226,10 @@ class PostInspector(w.VBox):
             self._ticker.start()
         else:
             self._ticker.stop()
+
+    def text(self) -> str:
+        """Return the inspector's text fallback."""
+        return f"POST inspector of {lab_name(self.lab)}: each POST exactly as it arrived (shown in the live notebook)."
 
     def close(self) -> None:
         """Stop refreshing and close every part of the widget."""

@@ -20,7 +20,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from labapp import scaling as sim
 from labapp.errors import ConfigError
 from labapp.scaling import HOUR_S, Policy, TargetTrackingPolicy, ThresholdPolicy, target_from_latency
-from labapp.widgets._common import LatestWins, close_all, figure_png, line, new_figure
+from labapp.widgets._common import LatestWins, TextFallback, close_all, figure_png, line, new_figure
 
 ACCEPTABLE_LATENCY_S = 60  # for the AWS target formula shown under the sliders
 #: The worker the sliders start from when a notebook passes none: 2 s a message, 10 connections.
@@ -65,7 +65,7 @@ def _slider(kind: Callable[..., Any], value: Any, low: Any, high: Any, step: Any
     )
 
 
-class ScalingTuner(w.VBox):
+class ScalingTuner(TextFallback, w.VBox):
     """Policy sliders on the left of the question, a simulated timeline as the answer.
 
     `traffic` maps a name to arrivals per second, listed first in the Traffic menu (`arrivals`
@@ -281,6 +281,10 @@ class ScalingTuner(w.VBox):
         age.set_xlabel(unit, fontsize=FONT_PT)
         age.set_xlim(0, max(1.0, float(x[-1]) if x.size else 1.0))
         return figure_png(self.figure)
+
+    def text(self) -> str:
+        """Return the tuner's text fallback."""
+        return "Scaling tuner on the simulator (move the sliders in the live notebook)."
 
     def close(self) -> None:
         """Stop the renderer thread and close every part of the widget."""

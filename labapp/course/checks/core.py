@@ -7,8 +7,8 @@
 
 This core knows nothing of any lesson or of the lab's runtime (learntools' core/ is the model):
 each notebook's checks live in `labapp.course.checks.nbNN`, registered with `@register(...)`,
-and drive a real lab through `labapp.course.checks.support`. Each result is written to
-`progress.json` (see `labapp.course.progress`).
+and drive a real lab through `labapp.course.checks.support`. Each result shows as a box (see
+`labapp.course.feedback`) and is written to `progress.json` (see `labapp.course.progress`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import yaml
 
 from labapp import settings
-from labapp.course import progress
+from labapp.course import feedback, progress
 
 T = TypeVar("T")
 
@@ -47,7 +47,6 @@ class Status(str, enum.Enum):
 
 
 CORRECT, NOT_YET, NOT_ATTEMPTED = Status.CORRECT, Status.NOT_YET, Status.NOT_ATTEMPTED
-_MARK = {CORRECT: "✔ Correct", NOT_YET: "✘ Not yet", NOT_ATTEMPTED: "… Not attempted"}
 
 
 class NotAttempted(Exception):
@@ -66,7 +65,7 @@ class Outcome:
     reason: str
 
     def __str__(self) -> str:
-        return f"{_MARK[self.status]}: {self.reason}"
+        return f"{feedback.LABELS[feedback.Tone(self.status.value)]}: {self.reason}"
 
 
 Checker = Callable[["Answers"], str]
@@ -170,29 +169,29 @@ class BoundExercise:
         self._hints_shown = 0
 
     def check(self) -> None:
-        """Run the check, print the result and record it in progress.json."""
+        """Run the check, show the result in a box and record it in progress.json."""
         self.last = run_check(self.exercise, self.namespace)
-        print(f"{self.exercise.id} {self.exercise.title}\n{self.last}")
+        exercise = self.exercise
+        feedback.show(feedback.result(exercise.id, exercise.title, self.last.status.value, self.last.reason))
         try:
-            progress.record(self.exercise.id, self.last.status, self.last.reason)
+            progress.record(exercise.id, self.last.status, self.last.reason)
         except OSError as exc:
             print(f"(could not save your progress: {exc})")
 
     def hint(self, level: int | None = None) -> None:
-        """Print hint `level` (1 = gentle); without a level, the next one."""
+        """Show hint `level` (1 = gentle); without a level, the next one."""
         hints = self.exercise.hints
         if not hints:
-            print("No hint for this one; try ex.solution().")
+            feedback.show(feedback.no_hint(self.exercise.id))
             return
         level = level or min(self._hints_shown + 1, len(hints))
         level = max(1, min(level, len(hints)))
         self._hints_shown = max(self._hints_shown, level)
-        more = f" (next: .hint({level + 1}))" if level < len(hints) else " (that is the last hint)"
-        print(f"Hint {level} of {len(hints)}{more}:\n{hints[level - 1]}")
+        feedback.show(feedback.hint(self.exercise.id, level, len(hints), hints[level - 1]))
 
     def solution(self) -> None:
-        """Print the solution code from the solutions notebook."""
-        print(f"Solution for {self.exercise.id}:\n\n{solution_text(self.exercise.id)}")
+        """Show the solution code from the solutions notebook, behind a click."""
+        feedback.show(feedback.solution(self.exercise.id, solution_text(self.exercise.id)))
 
     def __repr__(self) -> str:
         return f"<Exercise {self.exercise.id}: {self.exercise.title}; try .check(), .hint(), .solution()>"
