@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from labapp.scaling.sale import SaleSettings
 from labapp.scaling.simulate import ScalingEvent, Timeline
 from labapp.scaling.traffic import busy_day, flash_sale, order_flash_sale
 
@@ -14,6 +15,7 @@ __all__ = [
     "MAIL_WORKER",
     "backlog_metric_math",
     "busy_day",
+    "describe_sale",
     "flash_sale",
     "order_flash_sale",
     "show_events",
@@ -90,3 +92,20 @@ def _stat(
 def show_json(document: dict[str, Any]) -> None:
     """Print a document as indented JSON, as you would save it for the AWS CLI."""
     print(json.dumps(document, indent=2))
+
+
+def describe_sale(settings: SaleSettings) -> None:
+    """Print the live flash sale's fleet, policy and time compression in three lines."""
+    s = settings
+    print(
+        f"fleet: 1 to {s.max_size} instances, HttpConnections {s.http_connections}, {s.processing_time_s:g} s "
+        f"an order: {s.max_size * s.http_connections * 60 / s.processing_time_s:.0f} orders a minute at most"
+    )
+    print(
+        f"policy: target tracking, TargetValue {s.target_value:g} (accept {s.acceptable_wait_s / 60:g} min of "
+        f"waiting), InstanceWarmup {s.instance_warmup_s:g} s, launch delay {s.launch_delay_s:g} s"
+    )
+    print(
+        f"time: x{s.time_scale:g}, so a scaled minute takes {60 / s.time_scale:g} s and an order's "
+        f"{s.processing_time_s:g} s of work {s.work_ms} ms of real time"
+    )
