@@ -56,7 +56,7 @@ def test_exercise_07_2_names_what_went_wrong_in_the_run() -> None:
     uncapped = check("07.2", sale_policy=TargetTrackingPolicy(TargetValue=300, MaxSize=20))
     assert "POSTs were open at once" in uncapped.reason
     costly = check("07.2", sale_policy=TargetTrackingPolicy(TargetValue=300, MaxSize=10))
-    assert "instance-hours (budget 4.5)" in costly.reason and "still running at the end" in costly.reason
+    assert "instance-hours (budget 5)" in costly.reason and "still running at the end" in costly.reason
     formula = check("07.2", sale_policy=TargetTrackingPolicy(TargetValue=1800, MaxSize=10))
     assert "slowest 1 % of orders took" in formula.reason
     article = check("07.2", sale_policy=ThresholdPolicy(UpperThreshold=10, LowerThreshold=0.5, MaxSize=10))

@@ -50,6 +50,7 @@ def plot_runs(runs: Mapping[str, Timeline], unit_s: float = 3600) -> Any:
     top.set(ylabel="messages waiting")
     unit = {3600: "hours", 60: "minutes"}.get(int(unit_s), f"units of {unit_s:g} s")
     bottom.set(ylabel="desired instances", xlabel=f"time ({unit})")
+    bottom.set_ylim(bottom=0)
     for axis in (top, bottom):
         _plain(axis.yaxis)
         axis.grid(alpha=0.3)

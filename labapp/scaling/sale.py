@@ -38,13 +38,13 @@ class SaleSettings:
     """
 
     time_scale: float = 60.0
-    processing_time_s: float = 6.0
-    http_connections: int = 5
+    processing_time_s: float = 24.0
+    http_connections: int = 20
     launch_delay_s: float = 120.0
     acceptable_wait_s: float = 300.0
     instance_warmup_s: float = 60.0
     max_size: int = 8
-    scale_in_datapoints: int = 3
+    scale_in_datapoints: int = 2
 
     @property
     def target_value(self) -> float:

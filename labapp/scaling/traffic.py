@@ -130,11 +130,11 @@ def lab_flash_sale() -> np.ndarray:
 SALE_ORDERS = 10_000
 SALE_OPENS_S = 2 * 60
 SALE_LASTS_S = 8 * 60
-SALE_TRACE_S = 36 * 60
+SALE_TRACE_S = 40 * 60
 
 
 def order_flash_sale() -> np.ndarray:
-    """Return the seed article's sale: exactly 10,000 orders, evenly from minute 2 to minute 10, 36 minutes."""
+    """Return the seed article's sale: exactly 10,000 orders, evenly from minute 2 to minute 10, 40 minutes."""
     # Evenly, not Poisson: the total is the article's number exactly, so a reconciliation reads 10,000.
     edges = np.floor(np.linspace(0, SALE_ORDERS, SALE_LASTS_S + 1)).astype(np.int64)
     arrivals = np.zeros(SALE_TRACE_S, dtype=np.int64)
