@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from labapp import course
 from labapp.course import nb08 as periodic
@@ -338,3 +339,21 @@ def test_the_worker_role_policy_covers_every_need_and_the_claim_misses_the_leade
     assert set(periodic.LEADER_TABLE_ACTIONS) <= {
         a for a, _ in periodic.role_gaps({"Statement": [other_table]})
     }
+
+
+def test_deny_except_checks_a_batch_call_against_the_single_calls_action(
+    emulator: Any, queues: QueuePair, sqs: SqsClient
+) -> None:
+    # The daemon deletes in batches; a role with sqs:DeleteMessage allows DeleteMessageBatch.
+    limited = sqs_client(emulator.url)
+    calls = periodic.record_calls(limited)
+    periodic.deny_except(limited, periodic.CLAIMED_ACTIONS)
+    sqs.send_message(QueueUrl=queues.url, MessageBody="x")
+    [message] = sqs.receive_message(QueueUrl=queues.url, WaitTimeSeconds=1)["Messages"]
+    entry = {"Id": "1", "ReceiptHandle": message["ReceiptHandle"]}
+    limited.delete_message_batch(QueueUrl=queues.url, Entries=[entry])
+    with pytest.raises(ClientError, match="AccessDenied"):
+        limited.send_message_batch(QueueUrl=queues.url, Entries=[{"Id": "1", "MessageBody": "y"}])
+    outcomes = {(call.operation, call.outcome) for call in calls}
+    assert outcomes == {("DeleteMessageBatch", "ok"), ("SendMessageBatch", "AccessDenied")}
+    assert periodic.iam_action("ChangeMessageVisibilityBatch") == "sqs:ChangeMessageVisibility"

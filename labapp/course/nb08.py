@@ -224,6 +224,17 @@ def record_calls(client: Any) -> list[Call]:
     return calls
 
 
+#: SQS's batch calls have no IAM action of their own: IAM checks the single call's action
+#: (AWS: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+BATCH_CALLS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage"}
+BATCH_CALLS["ChangeMessageVisibilityBatch"] = "ChangeMessageVisibility"
+
+
+def iam_action(operation: str) -> str:
+    """Return the IAM action that authorises an SQS API call, e.g. sqs:DeleteMessage for DeleteMessageBatch."""
+    return f"sqs:{BATCH_CALLS.get(operation, operation)}"
+
+
 def deny_except(client: Any, allowed: Iterable[str]) -> None:
     """Make this client answer AccessDenied, as IAM would, to any SQS action not in `allowed`.
 
@@ -233,7 +244,7 @@ def deny_except(client: Any, allowed: Iterable[str]) -> None:
     allowed_actions = {action.lower() for action in allowed}
 
     def check(model: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        action = f"sqs:{model.name}"
+        action = iam_action(model.name)
         if action.lower() in allowed_actions:
             return None
         message = f"the instance role is not authorized to perform: {action} (simulated by the lab)"
