@@ -29,6 +29,10 @@ class ProcessFailed(LabError):
     """A child process the lab started exited, or did not become ready in time."""
 
 
+class MessageError(LabError):
+    """A queue message cannot be delivered as it is, e.g. its task path names another server."""
+
+
 #: The most characters of a user's value an error message quotes; a message stays one short line.
 QUOTE_CHARS = 60
 _ITEMS_SHOWN = 4  # of a list or mapping; the rest become "..."

@@ -284,3 +284,100 @@ def test_feedback_predictions_and_pictures_read_in_light_and_dark_themes(
                 predict.screenshot(path=str(ARTIFACTS / f"predict_{theme}.png"))
         finally:
             browser.close()
+
+
+# -- every notebook, as a learner runs it ----------------------------------------------------------------
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+ALL_RAN = """() => {
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+    return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+}"""
+WIDGET_ERRORS = ("Error displaying widget", "Failed to load model class", "Model not found")
+
+
+@pytest.fixture(scope="module")
+def course_jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """JupyterLab serving a copy of the solution notebooks (with their images), as in a classroom."""
+    tmp_path = tmp_path_factory.mktemp("course-jupyter")
+    root = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "solutions", root, ignore=shutil.ignore_patterns("*.cfg", ".ipynb_checkpoints"))
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "MPLCONFIGDIR": str(tmp_path / "matplotlib"),
+        "LAB_HOME": str(tmp_path / "lab-home"),
+        "LAB_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    port, token = free_port(), secrets.token_hex(16)
+    log = tmp_path / "jupyter.log"
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1"]
+    argv += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
+    argv += [f"--ServerApp.root_dir={root}", *(["--allow-root"] if os.geteuid() == 0 else [])]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = JupyterServer(process, f"http://127.0.0.1:{port}", token, log)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=[p.stem[:2] for p in SOLUTIONS])
+def test_every_notebook_runs_in_chromium_with_no_widget_error(
+    chromium: Path, course_jupyter: JupyterServer, notebook: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = ARTIFACTS / "notebooks"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 3000})
+            page.set_default_timeout(60_000)
+            # A workspace of its own, reset: JupyterLab would otherwise reopen the notebooks before.
+            workspace = f"/lab/workspaces/nb{notebook.stem[:2]}/tree/{notebook.name}"
+            page.goto(f"{course_jupyter.url}{workspace}?reset&token={course_jupyter.token}")
+            page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+            _wait_for_session(course_jupyter, notebook.name)
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.wait_for_function(ALL_RAN, timeout=240_000, polling=500)
+            errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]')
+            expect(errors).to_have_count(0)
+            for text in WIDGET_ERRORS:
+                expect(page.get_by_text(text)).to_have_count(0)
+            page.screenshot(path=str(shots / f"{notebook.stem}.png"), full_page=True)
+        finally:
+            browser.close()
+            # End this notebook's session and kernel, so the next notebook starts on a quiet machine.
+            for session in course_jupyter.api("/api/sessions"):
+                course_jupyter.api(f"/api/sessions/{session['id']}", method="DELETE")
+
+
+def _wait_for_session(server: JupyterServer, name: str, timeout: float = 90) -> None:
+    """Wait until this notebook's own kernel is idle and the page is connected to it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sessions: list[dict[str, Any]] = []
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            sessions = server.api("/api/sessions")
+        for session in sessions:
+            kernel = session.get("kernel") or {}
+            mine = session.get("path", "").endswith(name)
+            if mine and kernel.get("execution_state") == "idle" and kernel.get("connections", 0) > 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"{name}'s kernel did not become ready in {timeout:.0f}s:\n{server.log.read_text()[-3000:]}")

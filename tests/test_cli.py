@@ -425,3 +425,30 @@ def test_errors_as_a_process(no_lab: Path) -> None:
     done = run_process("status")
     assert done.returncode == 1
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_the_daemon_logs_every_outcome_to_the_lab_homes_sqsd_log(tmp_path: Path) -> None:
+    # `labapp daemon` against an app that is not there: one warning naming the URL, and the
+    # refusals in aws-sqsd/default.log as the real sqsd writes them.
+    from labapp.runtime.emulator import Emulator
+    from labapp.runtime.process import ChildProcess
+    from labapp.runtime.wait import wait_until
+    from labapp.sqs import ensure_queues, send_messages, sqs_client
+
+    home = tmp_path / "home"
+    with Emulator(port=0) as emulator:
+        sqs = sqs_client(emulator.url)
+        queues = ensure_queues(sqs, "log-check", 3)
+        send_messages(sqs, queues.url, ["one"])
+        nobody = f"http://127.0.0.1:{free_port()}"
+        argv = ["daemon", "--endpoint-url", emulator.url, "--queue-url", queues.url, "--http-url", nobody]
+        argv += ["--wait-time-seconds", "1", "--option", "ErrorVisibilityTimeout=0"]
+        env = {**os.environ, "LAB_HOME": str(home)}
+        with ChildProcess.labapp("daemon", argv, tmp_path / "daemon.out", env=env) as daemon:
+            log_file = home / "logs" / "aws-sqsd" / "default.log"
+            wait_until(
+                lambda: log_file.exists() and "socket-err" in log_file.read_text(), 30, "a logged refusal"
+            )
+            assert nobody in daemon.output()
+        text = log_file.read_text()
+    assert "message: sent to %[" in text and "ECONNREFUSED" in text

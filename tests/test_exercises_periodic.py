@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from labapp import course
 from labapp.course import nb08 as periodic
@@ -90,40 +91,46 @@ def test_the_learner_copy_is_generated_from_the_solution() -> None:
     assert learner.read_text(encoding="utf-8") == tool.expected_learner_text(SOLUTION)
 
 
-# -- 08.1 a cron.yaml -----------------------------------------------------------------------------------------
-def cleanup_yaml(schedule: str, url: str = "/tasks/cleanup", name: str = "cleanup") -> str:
-    return f'version: 1\ncron:\n  - name: "{name}"\n    url: "{url}"\n    schedule: "{schedule}"\n'
+# -- 08.1 a cron.yaml for the warehouse -------------------------------------------------------------------------
+def warehouse_yaml(pick: str, sync: str, pick_url: str = "/tasks/pick-list") -> str:
+    return (
+        f'version: 1\ncron:\n  - name: "pick-list"\n    url: "{pick_url}"\n    schedule: "{pick}"\n'
+        f'  - name: "stock-sync"\n    url: "/tasks/stock-sync"\n    schedule: "{sync}"\n'
+    )
 
 
 def test_08_1_solution_is_correct(check: Callable[..., checks.Outcome]) -> None:
     outcome = check("08.1", **answer("08.1"))
     assert outcome.status == checks.CORRECT, outcome
-    assert "480 times" in outcome.reason
+    assert "pick-list ran 6 times" in outcome.reason and "stock-sync ran 150 times" in outcome.reason
 
 
 @pytest.mark.parametrize(
-    "schedule", ["0,15,30,45 * * * MON-FRI", "0/15 * * * mon-fri", "*/15 * * * 1,2,3,4,5"]
+    ("pick", "sync"),
+    [("30 4 * * MON-SAT", "0,20,40 6-15 * * MON-FRI"), ("30 4 * * 1,2,3,4,5,6", "*/20 6-15 * * mon-fri")],
 )
-def test_08_1_other_spellings_are_correct(check: Callable[..., checks.Outcome], schedule: str) -> None:
-    assert check("08.1", cleanup_cron=cleanup_yaml(schedule)).status == checks.CORRECT
+def test_08_1_other_spellings_are_correct(check: Callable[..., checks.Outcome], pick: str, sync: str) -> None:
+    assert check("08.1", warehouse_cron=warehouse_yaml(pick, sync)).status == checks.CORRECT
 
 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        (cleanup_yaml("*/15 * * * *"), "weekend"),
-        (cleanup_yaml("*/15 * * * 0-4"), "weekend"),
-        (cleanup_yaml("15 * * * 1-5"), "misses"),
-        (cleanup_yaml("*/5 * * * 1-5"), "more often"),
-        (cleanup_yaml("*/15 * * * 1-5", url="/cleanup"), "url"),
-        (cleanup_yaml("*/15 * * * 1-5", name="clean-up"), "no task named 'cleanup'"),
-        (cleanup_yaml("*/15 * * * MON-FRY"), "would reject it"),
-        (cleanup_yaml("*/15 * * * 1-5").replace("version: 1\n", ""), "version"),
+        # Berlin's wall-clock hours written as if they were UTC: the run comes two hours late.
+        (warehouse_yaml("30 6 * * 1-6", "*/20 6-15 * * 1-5"), "at 08:30 Berlin time (06:30 UTC)"),
+        # Winter's offset (UTC+1) in July: an hour late.
+        (warehouse_yaml("30 5 * * 1-6", "*/20 6-15 * * 1-5"), "at 07:30 Berlin time"),
+        (warehouse_yaml("30 4 * * 1-5", "*/20 6-15 * * 1-5"), "on Mon, Tue, Wed, Thu, Fri, at 06:30"),
+        (warehouse_yaml("30 4 * * 1-6", "*/20 6-16 * * 1-5"), "from 08:00 to 18:40 Berlin time"),
+        (warehouse_yaml("30 4 * * 1-6", "*/20 6-15 * * 1-5", pick_url="/pick-list"), "url"),
+        (warehouse_yaml("30 4 * * 1-6", "*/20 6-15 * * MON-FRY"), "would reject it"),
         ({"cron": []}, "a string"),
     ],
 )
-def test_08_1_wrong_answers_are_not_yet(check: Callable[..., checks.Outcome], text: Any, says: str) -> None:
-    outcome = check("08.1", cleanup_cron=text)
+def test_08_1_wrong_answers_say_when_the_task_ran(
+    check: Callable[..., checks.Outcome], text: Any, says: str
+) -> None:
+    outcome = check("08.1", warehouse_cron=text)
     assert outcome.status == checks.NOT_YET, outcome
     assert says in outcome.reason
 
@@ -133,47 +140,50 @@ def test_08_1_stub_is_not_attempted(check: Callable[..., checks.Outcome]) -> Non
     assert check("08.1").status == checks.NOT_ATTEMPTED
 
 
-# -- 08.2 one enqueue per due time ----------------------------------------------------------------------------
+# -- 08.2 two environments, one leader each ----------------------------------------------------------------------
 def test_08_2_solution_is_correct(check: Callable[..., checks.Outcome]) -> None:
     outcome = check("08.2", **answer("08.2"))
     assert outcome.status == checks.CORRECT, outcome
 
 
-def _no_lease(sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path) -> Scheduler:
-    return Scheduler(sqs, queue_url, tasks, clock=clock, holder_id=name)
+def _no_lease(sqs: Any, url: str, tasks: Any, clock: Any, name: str, env: str, folder: Path) -> Scheduler:
+    return Scheduler(sqs, url, tasks, clock=clock, holder_id=name)
 
 
-def _own_lease(sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path) -> Scheduler:
-    lease = Lease(lease_path.with_name(f"{name}.sqlite"))
-    return Scheduler(sqs, queue_url, tasks, lease=lease, clock=clock, holder_id=name)
+def _one_lease(sqs: Any, url: str, tasks: Any, clock: Any, name: str, env: str, folder: Path) -> Scheduler:
+    # What the notebook showed for one environment, applied to both: one leader for all four.
+    return Scheduler(sqs, url, tasks, lease=Lease(folder / "leader.sqlite"), clock=clock, holder_id=name)
 
 
-def _no_clock(sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path) -> Scheduler:
-    return Scheduler(sqs, queue_url, tasks, lease=Lease(lease_path), holder_id=name)
+def _own_lease(sqs: Any, url: str, tasks: Any, clock: Any, name: str, env: str, folder: Path) -> Scheduler:
+    return Scheduler(sqs, url, tasks, lease=Lease(folder / f"{name}.sqlite"), clock=clock, holder_id=name)
 
 
-def _endless_lease(
-    sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path
-) -> Scheduler:
-    lease = Lease(lease_path, ttl=3600)
-    return Scheduler(sqs, queue_url, tasks, lease=lease, clock=clock, holder_id=name)
+def _no_clock(sqs: Any, url: str, tasks: Any, clock: Any, name: str, env: str, folder: Path) -> Scheduler:
+    return Scheduler(sqs, url, tasks, lease=Lease(folder / f"{env}.sqlite"), holder_id=name)
 
 
-def _not_a_scheduler(sqs: Any, queue_url: str, tasks: Any, clock: Any, name: str, lease_path: Path) -> str:
+def _endless(sqs: Any, url: str, tasks: Any, clock: Any, name: str, env: str, folder: Path) -> Scheduler:
+    lease = Lease(folder / f"{env}.sqlite", ttl=3600)
+    return Scheduler(sqs, url, tasks, lease=lease, clock=clock, holder_id=name)
+
+
+def _not_a_scheduler(sqs: Any, url: str, tasks: Any, clock: Any, name: str, env: str, folder: Path) -> str:
     return name
 
 
 @pytest.mark.parametrize(
     ("make_instance", "says"),
     [
-        (_no_lease, "same lease_path"),
-        (_own_lease, "same lease_path"),
-        (_no_clock, "clock=clock"),
-        (_endless_lease, "take over"),
+        (_no_lease, "reached its queue 2 times"),
+        (_one_lease, "staging's queue got no run at all; at 09:06 the leaders were: prod-1"),
+        (_own_lease, "reached its queue 2 times"),
+        (_no_clock, "a clock of their own"),
+        (_endless, "stopped at 09:06; after that, production's run due at 09:10 reached its queue 0 times"),
         (_not_a_scheduler, "should return a Scheduler"),
     ],
 )
-def test_08_2_wrong_answers_are_not_yet(
+def test_08_2_wrong_answers_say_what_reached_each_queue(
     check: Callable[..., checks.Outcome], make_instance: Callable[..., Any], says: str
 ) -> None:
     outcome = check("08.2", make_instance=make_instance)
@@ -185,44 +195,49 @@ def test_08_2_stub_is_not_attempted(check: Callable[..., checks.Outcome]) -> Non
     assert check("08.2", **answer("08.2", learner=True)).status == checks.NOT_ATTEMPTED
 
 
-# -- 08.3 read a task's POST -----------------------------------------------------------------------------------
+# -- 08.3 skip a run that comes too late -------------------------------------------------------------------------
 def test_08_3_solution_is_correct(check: Callable[..., checks.Outcome]) -> None:
     outcome = check("08.3", **answer("08.3"))
     assert outcome.status == checks.CORRECT, outcome
 
 
-def _facts(parse: Callable[[str], Any], ordinary: Any = None) -> Callable[[Any], Any]:
-    def task_facts(req: Any) -> Any:
-        name = req.header("X-Aws-Sqsd-Taskname")
-        if not name:
+def _decide(parse: Callable[[Any], dt.datetime], ordinary: Any = None) -> Callable[[Any, dt.datetime], Any]:
+    def run_or_skip(req: Any, now: dt.datetime) -> Any:
+        if not req.header("X-Aws-Sqsd-Taskname"):
             return ordinary
-        scheduled = parse(req.header("X-Aws-Sqsd-Scheduled-At"))
-        return {"task": name, "url": req.header("X-Aws-Sqsd-Path"), "scheduled_at": scheduled}
+        return "run" if now - parse(req) <= dt.timedelta(minutes=15) else "skip"
 
-    return task_facts
-
-
-def _naive(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    return run_or_skip
 
 
-def _aware(text: str) -> dt.datetime:
-    return _naive(text).replace(tzinfo=UTC)
+def _scheduled(req: Any) -> dt.datetime:
+    return dt.datetime.strptime(req.header("X-Aws-Sqsd-Scheduled-At"), "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=UTC
+    )
+
+
+def _arrival(req: Any) -> dt.datetime:
+    # The moment the message was sent, not the one it was due: every run looks fresh.
+    return dt.datetime.strptime(req.header("X-Aws-Sqsd-Sent-At"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _naive(req: Any) -> dt.datetime:
+    return dt.datetime.strptime(req.header("X-Aws-Sqsd-Scheduled-At"), "%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.mark.parametrize(
-    ("task_facts", "says"),
+    ("run_or_skip", "says"),
     [
-        (_facts(_naive), "no time zone"),
-        (_facts(str), "still the header's text"),
-        (_facts(_aware, ordinary={}), "None for an ordinary message"),
-        (_facts(lambda text: _aware(text) + dt.timedelta(hours=2)), "but the POST says"),
+        (_decide(_naive), "TypeError"),
+        (_decide(_scheduled, ordinary="run"), "for an ordinary order's POST"),
+        (lambda req, now: "run" if req.header("X-Aws-Sqsd-Taskname") else None, "182 minutes before"),
+        (lambda req, now: "skip" if req.header("X-Aws-Sqsd-Taskname") else None, "2 minutes before"),
     ],
 )
-def test_08_3_wrong_answers_are_not_yet(
-    check: Callable[..., checks.Outcome], task_facts: Callable[[Any], Any], says: str
+def test_08_3_wrong_answers_say_what_the_function_returned(
+    check: Callable[..., checks.Outcome], run_or_skip: Callable[..., Any], says: str
 ) -> None:
-    outcome = check("08.3", task_facts=task_facts)
+    outcome = check("08.3", run_or_skip=run_or_skip)
     assert outcome.status == checks.NOT_YET, outcome
     assert says in outcome.reason
 
@@ -307,3 +322,38 @@ def test_when_and_the_clock_speak_utc() -> None:
     assert periodic.when(clock.now) == "Mon 2024-05-06 09:00 UTC"
     clock.advance(90)
     assert clock() == dt.datetime(2024, 5, 6, 9, 1, 30, tzinfo=UTC).timestamp()
+
+
+def test_the_worker_role_policy_covers_every_need_and_the_claim_misses_the_leader_table() -> None:
+    assert periodic.role_gaps(periodic.worker_role_policy()) == []
+    claimed = {"Statement": [{"Effect": "Allow", "Action": list(periodic.CLAIMED_ACTIONS), "Resource": "*"}]}
+    missing = {action for action, _ in periodic.role_gaps(claimed)}
+    assert set(periodic.LEADER_TABLE_ACTIONS) <= missing
+    assert {
+        "sqs:SendMessage",
+        "cloudwatch:PutMetricData",
+        "elasticbeanstalk:PutInstanceStatistics",
+    } <= missing
+    # A statement on another table does not count: the resource must match the leader table's name.
+    other_table = {"Effect": "Allow", "Action": "dynamodb:*", "Resource": "arn:aws:dynamodb:*:*:table/orders"}
+    assert set(periodic.LEADER_TABLE_ACTIONS) <= {
+        a for a, _ in periodic.role_gaps({"Statement": [other_table]})
+    }
+
+
+def test_deny_except_checks_a_batch_call_against_the_single_calls_action(
+    emulator: Any, queues: QueuePair, sqs: SqsClient
+) -> None:
+    # The daemon deletes in batches; a role with sqs:DeleteMessage allows DeleteMessageBatch.
+    limited = sqs_client(emulator.url)
+    calls = periodic.record_calls(limited)
+    periodic.deny_except(limited, periodic.CLAIMED_ACTIONS)
+    sqs.send_message(QueueUrl=queues.url, MessageBody="x")
+    [message] = sqs.receive_message(QueueUrl=queues.url, WaitTimeSeconds=1)["Messages"]
+    entry = {"Id": "1", "ReceiptHandle": message["ReceiptHandle"]}
+    limited.delete_message_batch(QueueUrl=queues.url, Entries=[entry])
+    with pytest.raises(ClientError, match="AccessDenied"):
+        limited.send_message_batch(QueueUrl=queues.url, Entries=[{"Id": "1", "MessageBody": "y"}])
+    outcomes = {(call.operation, call.outcome) for call in calls}
+    assert outcomes == {("DeleteMessageBatch", "ok"), ("SendMessageBatch", "AccessDenied")}
+    assert periodic.iam_action("ChangeMessageVisibilityBatch") == "sqs:ChangeMessageVisibility"

@@ -28,8 +28,6 @@ from labapp.course.checks import core as checks
 from labapp.course.checks import nb03, nb04, nb05, nb06  # noqa: F401 - importing registers the checks
 from labapp.course.handlers import process
 from labapp.sqsd.options import LAB_PROFILE
-from labapp.worker import state as worker_state
-from labapp.worker.scenarios import perform, read_job
 
 
 @pytest.fixture(autouse=True)
@@ -72,10 +70,8 @@ def test_03_1_a_handler_that_lets_flask_answer_hears_what_the_log_would_show() -
 
 
 def handle_thumbnail_early() -> Any:
-    """The article's thread, answered 200 instead of 202: the daemon deletes a job that is not done."""
-    job, ledger = read_job(json.loads(request.get_data())), worker_state.current().ledger
-    message_id = request.headers.get("X-Aws-Sqsd-Msgid")
-    threading.Thread(target=perform, args=(job, ledger, message_id)).start()
+    """Answer 200 and leave the work to later (a timer stands in for the thread's work)."""
+    threading.Timer(0.8, lambda: None).start()
     return "started", 200
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import time
@@ -22,9 +23,20 @@ from labapp.scaling.fleet import (
     agreement,
     policy_period,
 )
-from labapp.scaling.policies import Decision, FleetState, Metrics, TargetTrackingPolicy, ThresholdPolicy
+from labapp.scaling.policies import (
+    Decision,
+    FleetState,
+    Metrics,
+    TargetTrackingPolicy,
+    ThresholdPolicy,
+    target_from_latency,
+)
+from labapp.scaling.sale import SALE, SaleRun
 from labapp.scaling.simulate import ScalingEvent, simulate
 from labapp.scaling.traffic import lab_flash_sale, spike
+from labapp.sqs.client import sqs_client
+from labapp.sqs.queues import ensure_queues, send_messages
+from labapp.worker.ledger import Ledger
 
 
 class Clock:
@@ -239,6 +251,76 @@ def test_policy_period_and_lost_messages() -> None:
     assert policy_period(ThresholdPolicy(UpperThreshold=10, LowerThreshold=1, Period=120)) == 120
     assert policy_period(TargetTrackingPolicy(TargetValue=5)) == 60
     assert Reconciliation(sent=10, applied=6, queued=3, dead_letter=1).lost == 0
+
+
+def test_an_order_sale_sends_orders_and_counts_them_in_the_ledger(emulator: Emulator, tmp_path: Path) -> None:
+    # The seed's sale is orders, not thumbnails: bodies the worker's order scenario takes, and a
+    # reconciliation that finds them in the ledger under their own business ids, repeats included.
+    fleet, _, _ = controller(Scripted({}), scenario="order")
+    body = json.loads(fleet._body(7))
+    assert body == {
+        "type": "order",
+        "order_id": f"{fleet.run_id}-7",
+        "work_ms": fleet.work_ms,
+        "amount": 10.0,
+    }
+    fleet.endpoint_url, fleet.run_dir = emulator.url, tmp_path
+    fleet.queues = ensure_queues(sqs_client(emulator.url), f"fleet-{fleet.run_id}", 3, 30)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    for number in (1, 2, 2):  # order 2 is delivered twice and applied once
+        ledger.apply(f"order:{fleet.run_id}-{number}", "order", f"m{number}", 1)
+    ledger.apply("order:someone-else-1", "order", "m9", 1)
+    ledger.close()
+    fleet.sent = 3
+    send_messages(sqs_client(emulator.url), fleet.queues.url, [fleet._body(3)])
+    tally = fleet.reconcile()
+    assert (tally.sent, tally.applied, tally.queued, tally.repeated, tally.lost) == (3, 2, 1, 1, 0)
+    assert str(tally) == "sent 3 = applied 2 + queued 1 + DLQ 0; lost 0 (1 repeated POSTs)"
+
+
+def test_an_unknown_scenario_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="scenario must be one of order, thumbnail"):
+        controller(Scripted({}), scenario="invoice")
+
+
+# -- the seed's sale: settings, and what a run adds up to ----------------------------------------------
+def test_the_sale_settings_derive_the_target_and_the_work_from_their_numbers() -> None:
+    assert SALE.target_value == target_from_latency(
+        SALE.acceptable_wait_s, SALE.processing_time_s, SALE.http_connections
+    )
+    assert SALE.work_ms == round(SALE.processing_time_s * 1000 / SALE.time_scale)
+    assert SALE.nominal_per_s == SALE.max_size * SALE.http_connections * 1000 / SALE.work_ms
+    policy = SALE.policy()
+    assert (policy.MaxSize, policy.ScaleInDatapoints, policy.InstanceWarmup) == (8, 2, 60.0)
+    assert SALE.policy() is not policy  # a policy keeps state: every run gets its own
+
+
+def test_the_simulated_sale_scales_out_drains_and_scales_in_before_the_trace_ends() -> None:
+    # What notebook 07's picture must show; the simulator is the live run's reference.
+    sim = SALE.controller("http://127.0.0.1:1").simulated()
+    ups = [e for e in sim.events if e.to_desired > e.from_desired]
+    downs = [e for e in sim.events if e.to_desired < e.from_desired]
+    assert ups and ups[0].to_desired == SALE.max_size and ups[0].time_s < 6 * 60
+    assert len(downs) >= 3 and sim.desired[-1] <= SALE.max_size // 2
+    empty = np.flatnonzero((sim.visible + sim.in_flight == 0) & (sim.time_s > 11 * 60))
+    assert empty.size and empty[0] < sim.time_s[-1] - 5 * 60  # drained with minutes to spare
+
+
+def test_a_sale_run_reports_wall_time_throughput_peak_and_reconciliation() -> None:
+    sim = SALE.controller("http://127.0.0.1:1").simulated()
+    every = np.arange(0, sim.time_s.size, 12)
+    t = sim.time_s[every].astype(float)
+    live = LiveTimeline(
+        60.0, t / 60, t, sim.visible[every], sim.in_flight[every], sim.desired[every], sim.in_service[every],
+        sim.events, 10_000,
+    )  # fmt: skip
+    run = SaleRun(SALE, live, sim, Reconciliation(10_000, 10_000, 0, 0), wall_s=44.0)
+    assert run.peak_instances == 8 and run.agreement.ok()
+    assert 31 * 60 <= run.drained_at_s <= 33 * 60
+    assert run.messages_per_s == pytest.approx(10_000 / ((run.drained_at_s - 120) / 60))
+    report = run.report().splitlines()
+    assert report[0] == "wall time 44 s for 40 scaled minutes (x60)"
+    assert report[-1].endswith("lost 0 (0 repeated POSTs)") and "peak 8 instances" in report[2]
 
 
 # -- real processes -----------------------------------------------------------------------------------

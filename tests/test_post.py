@@ -5,6 +5,8 @@ from __future__ import annotations
 import calendar
 import json
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -350,3 +352,147 @@ def test_signature_end_to_end(
         assert worker_state.of(app).ledger.applied("order:sig-ok")
         assert not worker_state.of(app).ledger.applied("order:sig-missing")
     worker_state.of(app).ledger.close()
+
+
+# -- wire details that follow sqsd 2.0 ----------------------------------------------------------------
+def task_attributes(**values: str) -> dict[str, Any]:
+    names = {"path": "beanstalk.sqsd.path", "name": "beanstalk.sqsd.task_name"}
+    names["scheduled"] = "beanstalk.sqsd.scheduled_time"
+    return {names[k]: {"DataType": "String", "StringValue": v} for k, v in values.items()}
+
+
+def test_only_sqsd_headers_go_on_the_wire(
+    sqs: SqsClient,
+    queues: QueuePair,
+    worker: HttpServer,
+    run_daemon: Callable[..., Any],
+    wait_for: Callable[..., Any],
+) -> None:
+    sqs.send_message(QueueUrl=queues.url, MessageBody=order("lean-1"))
+    running = run_daemon(queues.url, worker.url)
+    wait_for(lambda: "deleted" in running.kinds())
+    [posted] = [e for e in running.events if e.kind == "posted"]
+    [request] = recorded(worker)
+    # em-http sends the message's headers, then Host and Content-Length: no Accept,
+    # Accept-Encoding or Connection on a kept-alive request.
+    assert [name for name, _ in request.headers] == [*posted.post.headers, "Host", "Content-Length"]
+    assert request.header("Host") == f"127.0.0.1:{worker.port}"
+    assert posted.url == f"{worker.url}/"
+
+
+def test_a_task_is_known_by_its_scheduled_time_which_arrives_as_iso_utc(
+    sqs: SqsClient,
+    queues: QueuePair,
+    worker: HttpServer,
+    run_daemon: Callable[..., Any],
+    wait_for: Callable[..., Any],
+) -> None:
+    task = sqs.send_message(
+        QueueUrl=queues.url,
+        MessageBody="elasticbeanstalk scheduled job",
+        MessageAttributes=task_attributes(
+            path="/tasks/report", name="report", scheduled="2026-12-02 01:00:00 UTC"
+        ),
+    )["MessageId"]
+    # A task name alone does not make a periodic task: this one is an ordinary message.
+    named = sqs.send_message(
+        QueueUrl=queues.url,
+        MessageBody=order("named-1"),
+        MessageAttributes=task_attributes(path="/x", name="n"),
+    )["MessageId"]
+    running = run_daemon(queues.url, worker.url)
+    wait_for(lambda: running.kinds().count("deleted") == 2)
+    [periodic] = for_message(worker, task)
+    assert periodic.request_line == "POST /tasks/report HTTP/1.1"
+    assert periodic.header("X-Aws-Sqsd-Scheduled-At") == "2026-12-02T01:00:00Z"
+    assert periodic.header("X-Aws-Sqsd-Taskname") == "report"
+    assert periodic.header("Connection") == "close"  # em-http sends a task without keep-alive
+    assert periodic.body == b""
+    [ordinary] = for_message(worker, named)
+    assert ordinary.request_line == "POST / HTTP/1.1"
+    assert ordinary.body == order("named-1").encode()
+    assert ordinary.header("X-Aws-Sqsd-Taskname") is None
+    assert ordinary.header("X-Aws-Sqsd-Path") == "/x"
+
+
+class ClosingServer:
+    """Reads each request; closes the connection without a reply for the first `closes` of them, then answers 200."""
+
+    def __init__(self, closes: int) -> None:
+        self.closes = closes
+        self.requests: list[tuple[str, str]] = []  # (message id, receive count)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        try:
+            while head := _read_head(reader):
+                reader.read(int(head.get("content-length", "0")))
+                with self.lock:
+                    self.requests.append(
+                        (head.get("x-aws-sqsd-msgid", ""), head.get("x-aws-sqsd-receive-count", ""))
+                    )
+                    close = self.closes > 0
+                    self.closes -= 1
+                if close:
+                    break
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        finally:
+            reader.close()
+            conn.close()
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+def _read_head(reader: Any) -> dict[str, str]:
+    if not reader.readline():
+        return {}
+    head = {}
+    while (line := reader.readline().decode("latin-1").strip()) != "":
+        name, _, value = line.partition(":")
+        head[name.strip().lower()] = value.strip()
+    return head
+
+
+@pytest.mark.parametrize("closes", [2, 10])
+def test_a_connection_closed_before_any_answer_is_posted_again_at_once(
+    sqs: SqsClient,
+    queues: QueuePair,
+    run_daemon: Callable[..., Any],
+    wait_for: Callable[..., Any],
+    closes: int,
+) -> None:
+    server = ClosingServer(closes)
+    try:
+        message_id = sqs.send_message(QueueUrl=queues.url, MessageBody=order("eof-1"))["MessageId"]
+        running = run_daemon(queues.url, server.url, LAB_PROFILE.replace(ErrorVisibilityTimeout=0))
+        wait_for(lambda: "deleted" in running.kinds(), timeout=15)
+        running.stop()
+    finally:
+        server.stop()
+    counts = running.daemon.counts
+    if closes == 2:
+        # Closed twice, then answered: three POSTs of the same receive, no failure, no retry.
+        assert server.requests == [(message_id, "1")] * 3
+        assert (counts["reposted"], counts["failed"]) == (2, 0)
+    else:
+        # Re-POSTed three times at once, then a failure: the next receive tries again.
+        assert server.requests[:4] == [(message_id, "1")] * 4
+        assert server.requests[4] == (message_id, "2")
+        assert counts["failed"] >= 1
+        [first] = [e for e in running.events if e.kind == "retry_scheduled"][:1]
+        assert "conn-closed" in first.detail

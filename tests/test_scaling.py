@@ -293,3 +293,12 @@ def test_fleet_state_counts_warm_and_warming_instances() -> None:
 def test_tracking_option_errors_name_the_option(options: dict[str, object], name: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{name} must"):
         tracking(**options)
+
+
+def test_reasons_print_metric_values_as_plain_numbers() -> None:
+    # A learner reads "18,750", not "1.875e+04", in the scaling log of notebook 07.
+    policy = ThresholdPolicy(UpperThreshold=10, LowerThreshold=0.5, Period=60, BreachDuration=60)
+    fleet = FleetState(1, 0, (-math.inf,))
+    decisions = [policy.decide(t, Metrics(18_750, 0, 1, 1), fleet) for t in range(61)]
+    reason = next(d for d in decisions if d is not None).reason
+    assert "18,750 > 10" in reason and "e+" not in reason

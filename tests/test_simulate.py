@@ -21,7 +21,7 @@ from labapp.scaling.policies import (
     target_from_latency,
 )
 from labapp.scaling.simulate import ScalingEvent, Timeline, simulate
-from labapp.scaling.traffic import bursty, diurnal, from_csv, spike, steady
+from labapp.scaling.traffic import bursty, diurnal, from_csv, order_flash_sale, spike, steady
 
 # Deterministic service: no jitter, so an instance starts exactly http_connections / processing_time_s a second.
 EXACT: dict[str, Any] = {"processing_time_s": 1.0, "processing_jitter": 0.0}
@@ -324,3 +324,12 @@ def test_csv_profile_from_a_spreadsheet_with_byte_order_mark(tmp_path: Path) -> 
     path = tmp_path / "export.csv"
     path.write_bytes("second,count\r\n0,2\r\n1,3\r\n".encode("utf-8-sig"))
     assert from_csv(path).tolist() == [2, 3]
+
+
+def test_the_seeds_flash_sale_is_exactly_10000_orders_between_minute_2_and_minute_10() -> None:
+    orders = order_flash_sale()
+    assert orders.sum() == 10_000 and orders.size == 40 * 60
+    busy = np.flatnonzero(orders)
+    assert busy[0] == 120 and busy[-1] == 599
+    assert orders[120:600].max() - orders[120:600].min() <= 1  # evenly, about 21 a second
+    assert np.array_equal(orders, order_flash_sale())

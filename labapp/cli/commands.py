@@ -271,8 +271,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from labapp.sqs.client import sqs_client
     from labapp.sqs.queues import ensure_queues
     from labapp.sqsd.daemon import Daemon
+    from labapp.sqsd.log import attach_file, default_log_path
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    secret = settings.shared_secret()  # a weak secret stops the daemon before it touches SQS
     options = load_ebextensions(args.config) if args.config else AWS_DEFAULTS
     options = with_options(options, parse_overrides(args.option))
     endpoint = args.endpoint_url or settings.configured_endpoint()
@@ -291,8 +293,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         encoding=args.encoding,
         accept_any_2xx=args.accept_any_2xx,
         wait_time_seconds=args.wait_time_seconds,
-        secret=settings.shared_secret(),
+        secret=secret,
     )
+    # As on an EB instance: every outcome also goes to aws-sqsd/default.log (in the lab home).
+    attach_file(daemon)
+    log.info("sqsd: writing its log to %s", default_log_path())
     stop = stop_on_signals()  # only a command line installs signal handlers
     scheduler = _cron_thread(args.cron, sqs, daemon.queue_url, stop) if args.cron else None
     try:

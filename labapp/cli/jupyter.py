@@ -95,7 +95,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         _publish(stack, {"jupyter_url": url})
         jupyter.start()
         print(
-            f"Lab ready: open {url}\n  (notebook 00_setup_check.ipynb first; Ctrl-C twice stops everything)"
+            f"Lab ready: open {url}\n  (notebook 00_setup_check.ipynb first; Ctrl-C twice stops everything)",
+            flush=True,  # at once, also when stdout is a file or a pipe
         )
         while not jupyter.wait(timeout=1):
             pass

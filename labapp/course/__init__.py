@@ -62,11 +62,13 @@ _EXPORTS = {
     "labapp.settings": ("lab_home",),
 }
 __getattr__, __dir__, __all__ = lazy.exports(
-    __name__, _EXPORTS, ("nb03", "nb04", "nb05", "nb06", "nb07", "nb08", "nb09", "nb10")
+    __name__,
+    _EXPORTS,
+    ("nb00", "nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb08", "nb09", "nb10"),
 )
 
 if TYPE_CHECKING:
-    from labapp.course import nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10
+    from labapp.course import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10
     from labapp.course.checks.core import exercise
     from labapp.course.diagrams import diagram
     from labapp.course.handlers import (

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -37,6 +37,10 @@ NOTEBOOK_WAIT_TIME_S = 1
 
 #: The lab each notebook started with `course.start(name)`, so a second start stops the first.
 RUNNING: dict[str, Lab] = {}
+
+log = logging.getLogger("labapp.course")
+
+Owned = TypeVar("Owned")
 
 
 class LogBook(logging.Handler):
@@ -79,6 +83,7 @@ class Lab(Stack):
         self.sent_at: dict[str, float] = {}
         self.mystery: str | None = None
         self._root_level: int | None = None
+        self._owned: list[Any] = []
 
     # -- starting and stopping ------------------------------------------------------------------
     def start(self) -> Lab:
@@ -124,8 +129,32 @@ class Lab(Stack):
         if running:
             self.start_daemon()
 
+    def own(self, thing: Owned) -> Owned:
+        """Close `thing` when the lab stops (a widget made for it, or a server it needs); return it.
+
+        Widgets join the lab they are given by calling this themselves; the notebook only ever
+        calls `lab.stop()`. Anything with `close()` (or else `stop()`) can be owned.
+        """
+        if not any(owned is thing for owned in self._owned):
+            self._owned.append(thing)
+        return thing
+
+    def _close_owned(self) -> None:
+        owned, self._owned = self._owned, []
+        # Newest first: a widget may use a helper made before it, never the other way round.
+        for thing in reversed(owned):
+            closer = getattr(thing, "close", None) or getattr(thing, "stop", None)
+            if not callable(closer):
+                continue
+            try:
+                closer()
+            except Exception:  # one broken widget must not keep the daemon and worker running
+                log.exception("course: closing %r failed; stopping the rest of the lab anyway", thing)
+
     def stop(self) -> None:
-        """Stop the daemon and worker, delete this notebook's queues, and give logging back; safe twice."""
+        """Close what the lab owns, stop the daemon and worker, delete the queues, give logging back; safe twice."""
+        # First, while the lab still runs: a live widget's last refresh must not meet a stopped lab.
+        self._close_owned()
         self.stop_daemon()
         if self.endpoint is not None:
             with contextlib.suppress(LabError, ClientError, BotoCoreError):

@@ -67,9 +67,14 @@ AFTER_202: dict[str, Any] = {
 }
 
 
+def _from_daemon(line: str) -> bool:
+    """Return True for a log book line the daemon wrote (its loggers are labapp.daemon.* and labapp.sqsd.*)."""
+    return " labapp.daemon" in line or " labapp.sqsd" in line
+
+
 def both_logs(lab: Lab, message_id: str, n: int = 8) -> None:
     """Print the app's log lines and the daemon's sqsd log lines that name one message, in two blocks."""
-    app = [line for line in lab.logbook.lines if message_id in line and " labapp.sqsd" not in line]
+    app = [line for line in lab.logbook.lines if message_id in line and not _from_daemon(line)]
     text = lab.sqsd_log_path.read_text(encoding="utf-8") if lab.sqsd_log_path.exists() else ""
     daemon = [line for line in text.splitlines() if message_id in line]
     print("Your app's log (what the handler wrote):")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from labapp.course.lab import Lab
+from labapp.runtime.wait import wait_until
+
 CONCURRENCY_OPTION: dict[str, Any] = {
     "qid": "06.p1",
     "question": (
@@ -32,18 +35,21 @@ CONCURRENCY_OPTION: dict[str, Any] = {
 TEN_CONNECTIONS: dict[str, Any] = {
     "qid": "06.p2",
     "question": (
-        "Five orders of 0.3 s each. With HttpConnections=1 they take a little over 1.5 s. "
+        "Four orders of 0.25 s each. With HttpConnections=1 they take a little over 1 s. "
         "About how many seconds will they take with HttpConnections=10?"
     ),
-    "answer": 0.4,
-    "tolerance": 0.25,
+    "answer": 0.45,
+    "tolerance": 0.3,
     "unit": "s",
-    "low": "Each order alone needs 0.3 s of work, so no sale of them can end sooner than that.",
+    "low": "Each order alone needs 0.25 s of work, so no sale of them can end sooner than that.",
     "high": (
-        "With 10 connections the daemon POSTs all five at once, so the sale takes about as long as one "
-        "order, plus a moment for receiving."
+        "With 10 connections the daemon POSTs the orders side by side, so the sale takes about as long as "
+        "one or two orders, plus a moment for receiving."
     ),
-    "right": "All five run at once, so the sale takes about one order's time.",
+    "right": (
+        "The orders run side by side: the sale takes the time of one order, or two when a receive "
+        "brings fewer than all four, instead of four."
+    ),
 }
 
 SIXTY_SECONDS: dict[str, Any] = {
@@ -76,39 +82,44 @@ SLOW_ANSWER: dict[str, Any] = {
     "qid": "06.p4",
     "question": (
         "The daemon waits 1 s for an answer (InactivityTimeout), the panorama takes 1.5 s, and MaxRetries "
-        "is 2. How many times does the worker make the panorama?"
+        "is 1. Where does the message end up, and is the panorama made?"
     ),
     "choices": {
-        "once: the worker finished, so it is done": (
-            "The worker finished, but nobody was listening any more. For the daemon the POST failed, so "
-            "the message came back."
+        "deleted: the worker finished the panorama": (
+            "The worker finished, but nobody was listening any more: the daemon had already counted the "
+            "POST as failed, so it never deleted the message."
         ),
-        "twice, and the message ends in the DLQ": (
-            "Each POST ran the whole job, and each time the daemon had stopped waiting after 1 s. Two "
-            "failed POSTs, and the receive after the second moved the message."
+        "in the DLQ, and the panorama is made": (
+            "The daemon stopped waiting after 1 s and counted a failure; with MaxRetries 1 the next receive "
+            "moved the message to the DLQ. The worker went on and finished anyway: a job that worked, in the DLQ."
         ),
-        "never: the daemon cancels the work when it stops waiting": (
+        "in the DLQ, and the panorama is not made: the daemon cancels the work": (
             "The daemon only closes its connection. Your handler does not notice and goes on working."
         ),
     },
-    "answer": "twice, and the message ends in the DLQ",
+    "answer": "in the DLQ, and the panorama is made",
 }
 
 SHORT_VISIBILITY: dict[str, Any] = {
     "qid": "06.p5",
     "question": (
         "The queue's own visibility timeout is 30 s, the daemon asks for VisibilityTimeout 1 s, it waits up "
-        "to 10 s for an answer, and the poster takes 2 s. How many POSTs does the poster get?"
+        "to 10 s for an answer, and the poster takes 3 s. How many POSTs does the poster get?"
     ),
     "choices": {
         "one: the queue's 30 s hides it long enough": (
             "The daemon passes its own VisibilityTimeout with every receive, and that replaces the queue's."
         ),
-        "two, the second while the first still runs": (
+        "more than one: it is POSTed again while the first POST runs": (
             "After 1 s the message is visible again although the first POST is still running, so the "
             "daemon receives it once more and POSTs it again."
         ),
-        "one, then a timeout": "The daemon waits up to 10 s, and the poster answers after 2 s: no timeout.",
+        "one, then a timeout": "The daemon waits up to 10 s, and the poster answers after 3 s: no timeout.",
     },
-    "answer": "two, the second while the first still runs",
+    "answer": "more than one: it is POSTed again while the first POST runs",
 }
+
+
+def wait_for_worker(lab: Lab, timeout: float = 10) -> None:
+    """Wait until the lab's worker has no request in progress (it goes on after the daemon gives up)."""
+    wait_until(lambda: lab.state.concurrency.snapshot()["now"] == 0, timeout, "the worker to finish")

@@ -224,6 +224,17 @@ def record_calls(client: Any) -> list[Call]:
     return calls
 
 
+#: SQS's batch calls have no IAM action of their own: IAM checks the single call's action
+#: (AWS: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+BATCH_CALLS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage"}
+BATCH_CALLS["ChangeMessageVisibilityBatch"] = "ChangeMessageVisibility"
+
+
+def iam_action(operation: str) -> str:
+    """Return the IAM action that authorises an SQS API call, e.g. sqs:DeleteMessage for DeleteMessageBatch."""
+    return f"sqs:{BATCH_CALLS.get(operation, operation)}"
+
+
 def deny_except(client: Any, allowed: Iterable[str]) -> None:
     """Make this client answer AccessDenied, as IAM would, to any SQS action not in `allowed`.
 
@@ -233,7 +244,7 @@ def deny_except(client: Any, allowed: Iterable[str]) -> None:
     allowed_actions = {action.lower() for action in allowed}
 
     def check(model: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        action = f"sqs:{model.name}"
+        action = iam_action(model.name)
         if action.lower() in allowed_actions:
             return None
         message = f"the instance role is not authorized to perform: {action} (simulated by the lab)"
@@ -262,3 +273,104 @@ def show_calls(calls: Iterable[Call]) -> None:
         print(f"{operation}{f' x{count}' if count > 1 else ''} -> {outcome}{detail}")
     if not counts:
         print("(no calls)")
+
+
+# -- the worker role -----------------------------------------------------------------------------------------
+#: The leader table's item actions and the tables they apply to (docs/aws-behaviour.md#cron-iam).
+LEADER_TABLE = "*-stack-AWSEBWorkerCronLeaderRegistry*"
+LEADER_TABLE_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+)
+# Example resources a worker's calls name, to test a policy's Resource patterns against.
+_QUEUE = "arn:aws:sqs:eu-west-1:111122223333:awseb-e-abc123-stack-AWSEBWorkerQueue-1A2B3C"
+_TABLE = (
+    "arn:aws:dynamodb:eu-west-1:111122223333:table/awseb-e-abc123-stack-AWSEBWorkerCronLeaderRegistry-9Z8Y"
+)
+#: What a worker instance's role must allow, why, and on what (docs/aws-behaviour.md#worker-role, #cron-iam).
+WORKER_ROLE_NEEDS: tuple[tuple[str, str, str], ...] = (
+    ("sqs:ReceiveMessage", _QUEUE, "the daemon receives messages"),
+    ("sqs:DeleteMessage", _QUEUE, "the daemon deletes a message after a 200"),
+    ("sqs:ChangeMessageVisibility", _QUEUE, "the daemon sets ErrorVisibilityTimeout after a failure"),
+    ("sqs:SendMessage", _QUEUE, "the leader enqueues each periodic task"),
+    *(
+        (action, _TABLE, "the instances elect the leader in the leader table")
+        for action in LEADER_TABLE_ACTIONS
+    ),
+    ("cloudwatch:PutMetricData", "*", "the daemon publishes the ElasticBeanstalk/SQSD Health metric"),
+    ("elasticbeanstalk:PutInstanceStatistics", "*", "AWS's managed worker policy grants it too"),
+)
+
+
+def worker_role_policy() -> dict[str, Any]:
+    """Return an IAM policy document that allows what WORKER_ROLE_NEEDS lists, one statement per purpose."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WorkerQueue",
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:SendMessage",
+                ],
+                "Resource": "arn:aws:sqs:*:*:awseb-e-*-stack-AWSEBWorkerQueue-*",
+            },
+            {
+                "Sid": "CronLeaderTable",
+                "Effect": "Allow",
+                "Action": list(LEADER_TABLE_ACTIONS),
+                "Resource": f"arn:aws:dynamodb:*:*:table/{LEADER_TABLE}",
+            },
+            {
+                "Sid": "HealthAndMetrics",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:PutMetricData", "elasticbeanstalk:PutInstanceStatistics"],
+                "Resource": "*",
+            },
+        ],
+    }
+
+
+def _listed(statement: Mapping[str, Any], key: str) -> list[str]:
+    value = statement.get(key, [])
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def role_gaps(policy: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Return (action, why) for each need in WORKER_ROLE_NEEDS that the policy's Allow statements miss."""
+    import fnmatch
+
+    statements = policy.get("Statement", [])
+    statements = [statements] if isinstance(statements, Mapping) else list(statements)
+    allows = [s for s in statements if isinstance(s, Mapping) and s.get("Effect") == "Allow"]
+
+    def allowed(action: str, resource: str) -> bool:
+        # IAM matches actions without regard to case, and both patterns with * and ?.
+        return any(
+            any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _listed(s, "Action"))
+            and any(fnmatch.fnmatchcase(resource, r) for r in _listed(s, "Resource"))
+            for s in allows
+        )
+
+    return [(action, why) for action, resource, why in WORKER_ROLE_NEEDS if not allowed(action, resource)]
+
+
+def show_role_gaps(policy: Mapping[str, Any]) -> None:
+    """Print what the policy misses, one purpose per line, or that it covers everything."""
+    gaps = role_gaps(policy)
+    by_why: dict[str, list[str]] = {}
+    for action, why in gaps:
+        by_why.setdefault(why, []).append(action)
+    for why, actions in by_why.items():
+        print(f"{', '.join(actions)}\n    {why}")
+    if not gaps:
+        print("nothing missing: the policy allows every action a worker instance needs")

@@ -103,7 +103,7 @@ def _outcome(event: DaemonEvent) -> tuple[Outcome, str]:
         return Outcome.OK, "200"
     if event.status is not None:
         return Outcome.STATUS, str(event.status)
-    if event.detail.startswith("timeout"):
+    if event.detail.startswith(("ETIMEDOUT", "timeout")):  # the errno sqsd logs for a timeout
         return Outcome.TIMEOUT, "timeout"
     return Outcome.NO_CONNECTION, "no connection"
 

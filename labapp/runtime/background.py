@@ -19,6 +19,7 @@ from labapp.runtime.process import ChildProcess
 from labapp.runtime.stack import Stack
 from labapp.runtime.supervisor import CHECK_INTERVAL_S, Health, Supervisor, check
 from labapp.runtime.wait import stop_on_signals, wait_until
+from labapp.sqsd.log import attach_file
 
 
 def state_file() -> Path:
@@ -67,6 +68,10 @@ def serve_forever(stack: Stack, interval: float = CHECK_INTERVAL_S) -> int:
     """
     stop = stop_on_signals()
     stack.start()
+    # As on an EB instance, the daemon's outcomes also go to aws-sqsd/default.log in the lab home; the
+    # handler sits on the queue's logger, so daemons the supervisor restarts keep writing there.
+    if stack.daemon is not None:
+        attach_file(stack.daemon)
     state = stack.describe()
     lock = threading.Lock()
 

@@ -20,6 +20,7 @@ from labapp.scaling.traffic import (
     flash_sale,
     from_csv,
     lab_flash_sale,
+    order_flash_sale,
     spike,
     steady,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "flash_sale",
     "from_csv",
     "lab_flash_sale",
+    "order_flash_sale",
     "simulate",
     "spike",
     "steady",

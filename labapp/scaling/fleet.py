@@ -18,7 +18,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from labapp.errors import ConfigError, LabError, WaitTimeout
 from labapp.runtime.instance import Handle, InstanceProcess
 from labapp.runtime.wait import wait_until
+from labapp.scaling.agreement import WITHIN_ONE_SHARE, Agreement, agreement, policy_period
 from labapp.scaling.policies import FleetState, Metrics, Policy
 from labapp.scaling.simulate import ScalingEvent, Timeline, simulate
 from labapp.settings import lab_home
@@ -37,10 +38,20 @@ from labapp.worker.ledger import Ledger
 
 log = logging.getLogger("labapp.fleet")
 
+# The agreement with the simulator lives in its own module; the fleet's callers find it here too.
+__all__ = [
+    "WITHIN_ONE_SHARE",
+    "Agreement",
+    "FleetController",
+    "LiveTimeline",
+    "Reconciliation",
+    "agreement",
+    "policy_period",
+]
+
 BOOT_TIMEOUT_S = 60.0  # wall seconds for the first instances and the warm pool to import and bind
-# The agreement a live run must reach with the simulator: desired capacity within ±1 instance for at
-# least this share of the run, and the first scale-out at most one policy period apart.
-WITHIN_ONE_SHARE = 0.8
+#: What each message asks the kit's worker to do: charge an order, or make an image's thumbnails.
+SCENARIOS = ("order", "thumbnail")
 
 
 @dataclasses.dataclass
@@ -78,10 +89,17 @@ class Reconciliation(NamedTuple):
     applied: int  # business ids in the shared ledger
     queued: int  # visible, in flight or delayed in the worker queue
     dead_letter: int
+    repeated: int = 0  # POSTs beyond the first for one business id: delivery is at least once
 
     @property
     def lost(self) -> int:
         return self.sent - self.applied - self.queued - self.dead_letter
+
+    def __str__(self) -> str:
+        return (
+            f"sent {self.sent:,} = applied {self.applied:,} + queued {self.queued:,} + DLQ {self.dead_letter:,}; "
+            f"lost {self.lost:,} ({self.repeated:,} repeated POSTs)"
+        )
 
 
 class FleetController:
@@ -92,7 +110,8 @@ class FleetController:
     `http_connections`, `launch_delay_s` and `initial_instances` mean what they mean to
     `simulate()`; the defaults are lab-sized (a message takes a minute, 5 connections), so a
     laptop keeps up. `tick_wall_s` is the wall time between ticks and `stop_timeout_s` how long
-    an instance may drain after SIGTERM. Tests pass `clock`, `launcher` (one Handle per instance)
+    an instance may drain after SIGTERM. `scenario` is what each message asks of the worker: an
+    "order" to charge or a "thumbnail" to make (see SCENARIOS). Tests pass `clock`, `launcher` (one Handle per instance)
     and `read_metrics` (visible, in flight) to run without processes.
     """
 
@@ -109,10 +128,13 @@ class FleetController:
         initial_instances: int | None = None,
         tick_wall_s: float = 0.2,
         stop_timeout_s: float = 15.0,
+        scenario: str = "thumbnail",
         clock: Callable[[], float] = time.monotonic,
         launcher: Callable[[str], Handle] | None = None,
         read_metrics: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
+        if scenario not in SCENARIOS:
+            raise ConfigError(f"scenario must be one of {', '.join(SCENARIOS)}; got {scenario!r}.")
         if not time_scale > 0:
             raise ConfigError(f"time_scale must be more than 0; got {time_scale}.")
         self.work_ms = round(processing_time_s * 1000 / time_scale)
@@ -121,7 +143,7 @@ class FleetController:
         self.policy, self.arrivals = policy, np.asarray(arrivals, dtype=np.int64)
         self.endpoint_url, self.time_scale, self.tick_wall_s = endpoint_url, float(time_scale), tick_wall_s
         self.processing_time_s, self.http_connections = processing_time_s, http_connections
-        self.launch_delay_s, self.stop_timeout_s = launch_delay_s, stop_timeout_s
+        self.launch_delay_s, self.stop_timeout_s, self.scenario = launch_delay_s, stop_timeout_s, scenario
         self.initial = int(getattr(policy, "MinSize", 1)) if initial_instances is None else initial_instances
         self.max_size = max(self.initial, int(getattr(policy, "MaxSize", self.initial)))
         self.clock, self._launcher, self._read_metrics = clock, launcher, read_metrics
@@ -251,9 +273,15 @@ class FleetController:
             self._stop.wait(0.02)
 
     def _body(self, number: int) -> str:
-        return json.dumps(
-            {"type": "thumbnail", "image_id": f"{self.run_id}-{number}", "work_ms": self.work_ms}
-        )
+        key = "order_id" if self.scenario == "order" else "image_id"
+        body: dict[str, Any] = {
+            "type": self.scenario,
+            key: f"{self.run_id}-{number}",
+            "work_ms": self.work_ms,
+        }
+        if self.scenario == "order":
+            body["amount"] = 10.0
+        return json.dumps(body)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the traffic profile has played out and every message is sent; False on timeout."""
@@ -303,10 +331,13 @@ class FleetController:
         """Count the sent messages in the shared ledger, the queue and the DLQ; call it after stop()."""
         assert self.queues is not None
         ledger = Ledger(self.run_dir / "ledger.sqlite")
-        applied = sum(1 for bid in ledger.applications() if bid.startswith(f"thumbnail:{self.run_id}-"))
+        prefix = f"{self.scenario}:{self.run_id}-"
+        applied = sum(1 for bid in ledger.applications() if bid.startswith(prefix))
+        repeated = sum(n - 1 for bid, n in ledger.deliveries().items() if bid.startswith(prefix) and n > 1)
         ledger.close()
         d = depth(sqs_client(self.endpoint_url), self.queues)
-        return Reconciliation(self.sent, applied, d.visible + d.in_flight + d.delayed, d.dead_letter)
+        queued = d.visible + d.in_flight + d.delayed
+        return Reconciliation(self.sent, applied, queued, d.dead_letter, repeated)
 
     def simulated(self, processing_jitter: float = 0.0, seed: int = 0) -> Timeline:
         """Run the simulator on the same arrivals, policy, processing time and launch delay."""
@@ -326,53 +357,3 @@ def _queue_metrics(sqs: Any, url: str) -> tuple[int, int]:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
     return int(attrs.get(names[0], 0)), int(attrs.get(names[1], 0))
-
-
-# -- agreement with the simulator -----------------------------------------------------------------
-class Agreement(NamedTuple):
-    """How closely a live run's desired capacity followed the simulator's; times in scaled seconds."""
-
-    within_one: float  # share of the run where |live - simulated| <= 1 instance
-    mean_abs_diff: float  # instances, averaged over the run
-    scale_out_shift_s: float  # live first scale-out minus the simulator's; inf if only one has one
-    scale_in_shift_s: float  # the same for the first scale-in
-    period_s: float  # the policy's period: the allowed scale-out shift
-
-    def ok(self) -> bool:
-        """Return True within tolerance: ±1 instance for >= 80 % of the run, scale-out within a period."""
-        return self.within_one >= WITHIN_ONE_SHARE and abs(self.scale_out_shift_s) <= self.period_s
-
-    def __str__(self) -> str:
-        return (
-            f"desired within ±1 of the simulator for {self.within_one:.0%} of the run (mean difference "
-            f"{self.mean_abs_diff:.2f}); first scale-out {self.scale_out_shift_s:+.0f} s, first scale-in "
-            f"{self.scale_in_shift_s:+.0f} s (scaled; tolerance: 80 %, scale-out ±{self.period_s:g} s)"
-        )
-
-
-def policy_period(policy: Policy) -> float:
-    """Return how often the policy turns samples into a datapoint: Period or DatapointPeriod."""
-    return float(getattr(policy, "Period", getattr(policy, "DatapointPeriod", 60.0)))
-
-
-def _shift(live: Sequence[ScalingEvent], sim: Sequence[ScalingEvent], out: bool) -> float:
-    # First scale-out (or scale-in) time, live minus simulated: 0 when neither has one, inf when one lacks it.
-    first = [
-        next((e.time_s for e in run if (e.to_desired > e.from_desired) == out), None) for run in (live, sim)
-    ]
-    if first[0] is None or first[1] is None:
-        return 0.0 if first[0] is first[1] else math.inf
-    return first[0] - first[1]
-
-
-def agreement(live: LiveTimeline, sim: Timeline, period_s: float) -> Agreement:
-    """Compare desired capacity second by second over the part of the run both cover."""
-    times = sim.time_s[sim.time_s <= (live.time_s[-1] if live.time_s.size else -1.0)]
-    diff = np.abs(live.desired_at(times) - sim.desired[: times.size]) if times.size else np.array([np.inf])
-    return Agreement(
-        within_one=float(np.mean(diff <= 1)),
-        mean_abs_diff=float(np.mean(diff)),
-        scale_out_shift_s=_shift(live.events, sim.events, True),
-        scale_in_shift_s=_shift(live.events, sim.events, False),
-        period_s=period_s,
-    )

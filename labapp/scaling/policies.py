@@ -137,6 +137,11 @@ def _check_sizes(min_size: int, max_size: int) -> None:
         raise ConfigError(f"MaxSize must be at least MinSize ({min_size}); got {max_size}.")
 
 
+def _plain(value: float) -> str:
+    """Return a metric value as people write it: 18,750 or 0.45, never 1.875e+04."""
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
+
+
 def _clamp(value: int, low: int, high: int) -> int:
     return low if value < low else high if value > high else value
 
@@ -254,7 +259,7 @@ class ThresholdPolicy:
         sign, limit = (">", self.UpperThreshold) if high else ("<", self.LowerThreshold)
         return Decision(
             new,
-            f"{self.Statistic} messages visible per instance {self._last_value:.4g} {sign} {limit:g} "
+            f"{self.Statistic} messages visible per instance {_plain(self._last_value)} {sign} {limit:g} "
             f"for {self.periods_to_alarm} period(s) of {self.Period:g} s",
         )
 

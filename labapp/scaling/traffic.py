@@ -123,3 +123,20 @@ def flash_sale() -> np.ndarray:
 def lab_flash_sale() -> np.ndarray:
     """Return the flash sale sized for a laptop's live fleet: 3 a minute, 18 a minute from minute 6 to 16, 30 minutes."""
     return spike(3 / 60, 18 / 60, 6 * 60, 10 * 60, 30 * 60, seed=3)
+
+
+#: The seed article's flash sale: "10,000 orders in the queue". The sale opens at minute 2 and the
+#: orders arrive evenly over 8 minutes; the trace runs on for the fleet to drain and scale in.
+SALE_ORDERS = 10_000
+SALE_OPENS_S = 2 * 60
+SALE_LASTS_S = 8 * 60
+SALE_TRACE_S = 40 * 60
+
+
+def order_flash_sale() -> np.ndarray:
+    """Return the seed article's sale: exactly 10,000 orders, evenly from minute 2 to minute 10, 40 minutes."""
+    # Evenly, not Poisson: the total is the article's number exactly, so a reconciliation reads 10,000.
+    edges = np.floor(np.linspace(0, SALE_ORDERS, SALE_LASTS_S + 1)).astype(np.int64)
+    arrivals = np.zeros(SALE_TRACE_S, dtype=np.int64)
+    arrivals[SALE_OPENS_S : SALE_OPENS_S + SALE_LASTS_S] = np.diff(edges)
+    return arrivals

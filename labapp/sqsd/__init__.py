@@ -1,7 +1,7 @@
 """The mini sqsd: its options, the POST it builds, the daemon loop, its events, cron and periodic tasks."""
 
 from labapp.sqsd.cron import CronSchedule, CronTask, load_cron, parse_cron_yaml
-from labapp.sqsd.daemon import Daemon, http_session
+from labapp.sqsd.daemon import Daemon
 from labapp.sqsd.ebextensions import load_ebextensions
 from labapp.sqsd.events import DaemonEvent, EventKind, Listener
 from labapp.sqsd.options import AWS_DEFAULTS, LAB_PROFILE, OPTION_NAMES, SqsdOptions, with_options
@@ -27,7 +27,6 @@ __all__ = [
     "Scheduler",
     "SqsdOptions",
     "build_post",
-    "http_session",
     "load_cron",
     "load_ebextensions",
     "parse_cron_yaml",

@@ -1,55 +1,54 @@
 """A mini sqsd: receive from SQS, POST to the worker, delete on 200, retry the rest.
 
 The loop follows the worker-environment documentation step by step (docs/aws-behaviour.md#the-post and #outcomes):
-receive with long polling (never more messages than free HTTP connections), drop messages older
-than RetentionPeriod, POST each one, then delete on 200 or set ErrorVisibilityTimeout.
+receive with long polling, drop messages older than RetentionPeriod, POST each one (never more
+at once than HttpConnections), then delete on 200 or set ErrorVisibilityTimeout. Receiving, the
+wire, the workers and the batched SQS calls live in poller, transport, workers and batcher.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import requests
-from botocore.exceptions import BotoCoreError, ClientError
-from requests.adapters import HTTPAdapter
-
-from labapp.errors import ConfigError
+from labapp.errors import ConfigError, MessageError
 from labapp.sqs.client import SqsClient
 from labapp.sqs.limits import MAX_BATCH, MAX_WAIT_TIME_S
+from labapp.sqsd.batcher import Batcher, Entry, change_visibility_batch, delete_batch, send_now
 from labapp.sqsd.events import DaemonEvent, EventKind, Listener
+from labapp.sqsd.log import LEVELS, describe
 from labapp.sqsd.options import SqsdOptions
+from labapp.sqsd.poller import Receiver, Slots, batch_size, poller_count
 from labapp.sqsd.post import ENCODINGS, Encoding, build_post
+from labapp.sqsd.transport import Failure, Pool, Target
+from labapp.sqsd.workers import Workers
 
 log = logging.getLogger("labapp.daemon")
 
-MAX_BACKOFF_S = 20.0
-COUNTERS = ("received", "deleted", "failed", "dropped", "released", "sqs_errors")
-
-
-def http_session(connections: int) -> requests.Session:
-    """Return a session with one pooled connection per HttpConnections and no default headers."""
-    session = requests.Session()
-    session.headers.clear()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections, pool_block=True, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+COUNTERS = ("received", "deleted", "failed", "dropped", "released", "sqs_errors", "abandoned", "reposted")
+#: How often a message is POSTed again at once when the app closes the connection without answering.
+MAX_REPOSTS = 3
+#: How long run() waits for its pollers after stop; one inside a 20 s long poll is not waited for.
+STOP_GRACE_S = 0.5
+#: While POSTs are quick (workers.QUICK_S), this many batches more than HttpConnections are
+#: received ahead, so the next messages are there when a POST ends; with a slower app none are,
+#: and no message waits long while its visibility timeout runs.
+AHEAD_BATCHES = 2
 
 
 class Daemon:
     """Poll one queue and POST each message to one HTTP application.
 
     `sqs` is the SQS client and `options` the sqsd options; `queue_url` overrides WorkerQueueURL;
-    `http_url` is where the application listens (on AWS always http://localhost:80); `session`
-    the HTTP session (one pooled connection per HttpConnections by default); `clock` the time
-    source for events and RetentionPeriod; `encoding` "sqsd", or the seed article's
-    "article-form"; `accept_any_2xx` deletes on any 2xx (AWS: only 200); `wait_time_seconds`
-    the long poll of each receive; `secret` signs each POST for a worker that checks it.
+    `http_url` is where the application listens (on AWS always http://localhost:80, here any
+    http:// URL, with an optional base path); `clock` the time source for events and
+    RetentionPeriod; `encoding` "sqsd", or the seed article's "article-form"; `accept_any_2xx`
+    deletes on any 2xx (AWS: only 200); `wait_time_seconds` the long poll of each receive;
+    `secret` signs each POST for a worker that checks it.
     """
 
     def __init__(
@@ -59,7 +58,6 @@ class Daemon:
         *,
         queue_url: str | None = None,
         http_url: str = "http://127.0.0.1:80",
-        session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         encoding: Encoding = "sqsd",
         accept_any_2xx: bool = False,
@@ -76,12 +74,11 @@ class Daemon:
                 f"wait_time_seconds must be from 0 to {MAX_WAIT_TIME_S} (SQS's long-poll limit); "
                 f"got {wait_time_seconds!r}."
             )
+        self.target = Target.parse(http_url)
         self.sqs = sqs
         self.options = options
-        self.queue_url = queue_url
         self.queue_name = queue_url.rstrip("/").rsplit("/", 1)[-1]
         self.http_url = http_url.rstrip("/")
-        self.session = session or http_session(options.HttpConnections)
         self.clock = clock
         self.encoding = encoding
         # AWS deletes only on 200; accepting any 2xx is an opt-in for apps that answer 204.
@@ -89,14 +86,24 @@ class Daemon:
         self.wait_time_seconds = wait_time_seconds
         self.secret = secret
         self.state = "idle"
-        # Pool threads and the polling thread all update these; `_lock` keeps every += whole.
+        self.log = log.getChild(self.queue_name)
+        self.pollers = poller_count(options.HttpConnections, sqs)
+        # Pool threads, pollers and batchers all update these; `_lock` keeps every += whole.
         self.counts = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
-        self._busy = 0
-        self._busy_changed = threading.Condition()
-        self._pool = ThreadPoolExecutor(max_workers=options.HttpConnections, thread_name_prefix="sqsd-post")
-        self._errors_in_a_row = 0
+        self._stopping = threading.Event()
+        batch = batch_size(options.HttpConnections)
+        self._slots = Slots(
+            options.HttpConnections, batch, lambda: AHEAD_BATCHES * batch if self._workers.quick else 0
+        )
+        self._receiver = Receiver(sqs, queue_url, options.VisibilityTimeout, self._sqs_error, self.log)
+        self._http = Pool(
+            self.target, options.HttpConnections, options.ConnectTimeout, options.InactivityTimeout, self.log
+        )
+        self._workers = Workers(options.HttpConnections, self._process)
+        self._deletes = Batcher(sqs, delete_batch, "deletes")
+        self._visibility = Batcher(sqs, change_visibility_batch, "visibility")
 
     def __repr__(self) -> str:
         return (
@@ -104,243 +111,286 @@ class Daemon:
             f"{self.in_flight} in flight, HttpConnections={self.options.HttpConnections}>"
         )
 
+    @property
+    def queue_url(self) -> str:
+        """The queue's URL; it changes when a lost queue is found again under its name."""
+        return self._receiver.url
+
     # -- events -------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call listener for every event from now on; return a function that unsubscribes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def _emit(self, kind: EventKind, **fields: Any) -> None:
+    def _emit(self, kind: EventKind, level: int | None = None, **fields: Any) -> None:
+        level = LEVELS[kind] if level is None else level
+        logged = self.log.isEnabledFor(level)
+        if not logged and not self._listeners:
+            return  # nobody listens: no event object, no line
         event = DaemonEvent(kind=kind, time=self.clock(), **fields)
+        if logged and (line := describe(event)):
+            self.log.log(level, "%s", line)
         for listener in list(self._listeners):
             try:
                 listener(event)
             except Exception:  # a broken widget must not stop message processing
-                log.exception("sqsd: listener %r failed on %s", listener, kind)
+                self.log.exception("sqsd: listener %r failed on %s", listener, kind)
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, by: int = 1) -> None:
         with self._lock:
-            self.counts[name] += 1
+            self.counts[name] += by
+
+    def _entry(
+        self, message: dict[str, Any], done: Callable[[Exception | None], None], visibility: int = 0
+    ) -> Entry:
+        return Entry(message["MessageId"], message["ReceiptHandle"], self.queue_url, done, visibility)
 
     # -- capacity -----------------------------------------------------------------------------
     @property
     def in_flight(self) -> int:
-        """How many POSTs are running now."""
-        return self._busy
+        """How many messages are being POSTed (or dropped) now; never more than HttpConnections."""
+        return self._workers.running
+
+    @property
+    def held(self) -> int:
+        """Received messages not finished yet: being POSTed, or received ahead and waiting."""
+        return self._workers.held
 
     @property
     def free_connections(self) -> int:
-        return self.options.HttpConnections - self._busy
+        """HttpConnections not held by a POST or by a receive under way."""
+        return self._slots.free
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until no POST is running; return False on timeout."""
-        with self._busy_changed:
-            return self._busy_changed.wait_for(lambda: self._busy == 0, timeout=timeout)
-
-    def _wait_for_free_connection(self, stop: threading.Event) -> bool:
-        with self._busy_changed:
-            while self.free_connections <= 0 and not stop.is_set():
-                self._busy_changed.wait(timeout=0.1)
-        return not stop.is_set()
+        """Block until no POST runs and every delete and visibility change is sent; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._workers.wait_idle(timeout):
+            return False
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._deletes.flush(left) and self._visibility.flush(left)
 
     # -- one step -----------------------------------------------------------------------------
-    def receive(self, wait_time_seconds: int | None = None) -> list[dict[str, Any]]:
-        """Receive at most as many messages as there are free connections, up to ten."""
-        want = min(MAX_BATCH, self.free_connections)
-        if want <= 0:
-            return []
-        wait = self.wait_time_seconds if wait_time_seconds is None else wait_time_seconds
-        reply = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=want,
-            WaitTimeSeconds=wait,
-            VisibilityTimeout=self.options.VisibilityTimeout,
-            AttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages: list[dict[str, Any]] = reply.get("Messages", [])
-        for message in messages:
-            self._count("received")
-            self._emit(
-                EventKind.RECEIVED, message_id=message["MessageId"], receive_count=_receive_count(message)
-            )
+    def _receive(self, want: int, wait_time_seconds: int) -> list[dict[str, Any]]:
+        messages = self._receiver.receive(want, wait_time_seconds)
+        if messages:
+            self._count("received", len(messages))
+            for message in messages:
+                self._emit(
+                    EventKind.RECEIVED, message_id=message["MessageId"], receive_count=_receive_count(message)
+                )
         return messages
 
     def poll_once(self, wait_time_seconds: int | None = None) -> int:
-        """Receive one batch and start a POST for each message; return how many were received."""
-        try:
-            messages = self.receive(wait_time_seconds)
-        except (BotoCoreError, ClientError) as exc:
-            self._sqs_error("receive", exc)
+        """Receive one batch (no more than the free connections) and start a POST for each message."""
+        wait = self.wait_time_seconds if wait_time_seconds is None else wait_time_seconds
+        taken = self._slots.take(MAX_BATCH)
+        if not taken:
             return 0
-        self._receive_succeeded()
+        messages = self._receive(taken, wait)
+        self._slots.give(taken - len(messages))
         for message in messages:
-            self._start(message)
+            self._workers.submit(message)
         return len(messages)
 
-    def _start(self, message: dict[str, Any]) -> None:
-        with self._busy_changed:
-            self._busy += 1
-        self._pool.submit(self._process, message)
-
-    def _process(self, message: dict[str, Any]) -> None:
+    def _process(self, message: dict[str, Any], handed_at: float) -> None:
         try:
-            if self._older_than_retention(message):
+            waited = time.monotonic() - handed_at
+            if self._stopping.is_set():
+                self.release([message])  # received ahead, still waiting: not started after stop
+            elif self.options.VisibilityTimeout and waited >= self.options.VisibilityTimeout:
+                # Received ahead and kept waiting by a sudden slow app: SQS shows it again
+                # already, so the next receive delivers it (at least once, not twice at once).
+                self.log.info(
+                    "late: %s waited %.1f s; left to the next receive", message["MessageId"], waited
+                )
+            elif self._older_than_retention(message):
                 self._drop(message)
             else:
                 self._deliver(message)
         except Exception:  # one bad message must never kill a pool thread silently
-            log.exception("sqsd: unexpected error on message %s", message.get("MessageId"))
+            self.log.exception("sqsd: unexpected error on message %s", message.get("MessageId"))
         finally:
-            with self._busy_changed:
-                self._busy -= 1
-                self._busy_changed.notify_all()
+            self._slots.give(1)
 
     def _older_than_retention(self, message: dict[str, Any]) -> bool:
         first_ms = int(message.get("Attributes", {}).get("ApproximateFirstReceiveTimestamp", 0))
         return first_ms > 0 and self.clock() - first_ms / 1000 > self.options.RetentionPeriod
 
     def _drop(self, message: dict[str, Any]) -> None:
-        if self._delete(message):
+        # docs/aws-behaviour.md#retention-drop: deleted without a POST.
+        age = self.clock() - int(message["Attributes"]["ApproximateFirstReceiveTimestamp"]) / 1000
+        began, fields = (
+            time.monotonic(),
+            {"message_id": message["MessageId"], "receive_count": _receive_count(message)},
+        )
+
+        def dropped(error: Exception | None) -> None:
+            if error is not None:
+                return self._sqs_error("delete", error, message["MessageId"])
             self._count("dropped")
+            detail = f"was first received {age:.0f} seconds ago. deleting"
             self._emit(
-                EventKind.DROPPED_BY_RETENTION,
-                message_id=message["MessageId"],
-                receive_count=_receive_count(message),
+                EventKind.DROPPED_BY_RETENTION, detail=detail, elapsed=time.monotonic() - began, **fields
             )
+
+        self._deletes.add(self._entry(message, dropped))
 
     def _deliver(self, message: dict[str, Any]) -> None:
-        message_id = message["MessageId"]
-        post = build_post(message, self.queue_name, self.options, self.encoding, self.secret)
-        self._emit(EventKind.POSTED, message_id=message_id, receive_count=_receive_count(message), post=post)
-        started = time.monotonic()
+        message_id, count = message["MessageId"], _receive_count(message)
         try:
-            response = self.session.post(
-                self.http_url + post.path,
-                data=post.body,
-                headers=_wire_headers(post.headers),
-                timeout=(self.options.ConnectTimeout, self.options.InactivityTimeout),
-                allow_redirects=False,
-            )
-            status: int | None = response.status_code
-            detail = response.text[:200]
-            response.close()
-        except requests.Timeout as exc:
-            status, detail = None, f"timeout: {type(exc).__name__}"
-        except requests.ConnectionError as exc:
-            status, detail = None, f"connection error: {type(exc).__name__}"
-        except (requests.RequestException, ValueError) as exc:
-            # e.g. an attribute value with a line break cannot be a header: fail and retry like AWS.
-            status, detail = None, f"request error: {type(exc).__name__}: {str(exc)[:150]}"
-        elapsed = time.monotonic() - started
-        self._emit(EventKind.RESPONSE, message_id=message_id, status=status, elapsed=elapsed, detail=detail)
-        if status == 200 or (self.accept_any_2xx and status is not None and 200 <= status < 300):
-            if self._delete(message):
-                self._count("deleted")
-                self._emit(EventKind.DELETED, message_id=message_id, elapsed=elapsed)
-        else:
+            post = build_post(message, self.queue_name, self.options, self.encoding, self.secret)
+        except MessageError as exc:
             self._count("failed")
-            self._retry_later(message, status, detail)
+            self.log.warning("bad-path: %s (%d) %s; not POSTed, to be retried", message_id, count, exc)
+            self._retry_later(message, None, str(exc))
+            return
+        for attempt in range(MAX_REPOSTS + 1):
+            self._emit(
+                EventKind.POSTED,
+                message_id=message_id,
+                receive_count=count,
+                post=post,
+                url=self.target.url(post.path),
+            )
+            reply = self._http.post(post)
+            level = logging.DEBUG if reply.status == 200 else logging.INFO
+            self._emit(
+                EventKind.RESPONSE,
+                level,
+                message_id=message_id,
+                receive_count=count,
+                status=reply.status,
+                elapsed=reply.elapsed,
+                detail=reply.text(),
+            )
+            # sqsd POSTs again at once, uncounted, when the app closes the connection without
+            # answering: usually a kept-alive socket the app had just dropped. sqsd does it
+            # forever; a bound turns an app that crashes on one message into a failure (and so,
+            # after MaxRetries, the DLQ) instead of a hot loop of re-POSTs.
+            if reply.failure is not Failure.CLOSED or attempt == MAX_REPOSTS:
+                break
+            self._count("reposted")
+        if reply.status == 200 or (
+            self.accept_any_2xx and reply.status is not None and 200 <= reply.status < 300
+        ):
+            self._deletes.add(
+                self._entry(message, functools.partial(self._deleted, message_id, reply.elapsed))
+            )
+            return
+        self._count("failed")
+        if reply.failure is Failure.INACTIVITY:
+            self._count("abandoned")
+        self._retry_later(message, reply.status, reply.text())
 
-    def _delete(self, message: dict[str, Any]) -> bool:
-        try:
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            return True
-        except (BotoCoreError, ClientError) as exc:
+    def _deleted(self, message_id: str, elapsed: float, error: Exception | None) -> None:
+        if error is not None:
             # The message stays in the queue and comes back: a duplicate, never a loss.
-            self._sqs_error("delete", exc, message["MessageId"])
-            return False
+            self._sqs_error("delete", error, message_id)
+            return
+        self._count("deleted")
+        self._emit(EventKind.DELETED, message_id=message_id, elapsed=elapsed)
 
     def _retry_later(self, message: dict[str, Any], status: int | None, detail: str) -> None:
-        try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.queue_url,
-                ReceiptHandle=message["ReceiptHandle"],
-                VisibilityTimeout=self.options.ErrorVisibilityTimeout,
+        message_id, count = message["MessageId"], _receive_count(message)
+        delay = self.options.ErrorVisibilityTimeout
+
+        def scheduled(error: Exception | None) -> None:
+            if error is not None:
+                # Without the change the message still returns, after VisibilityTimeout instead.
+                self._sqs_error("change_message_visibility", error, message_id)
+            self._emit(
+                EventKind.RETRY_SCHEDULED,
+                message_id=message_id,
+                receive_count=count,
+                status=status,
+                detail=f"retry in {delay}s ({detail or status})",
             )
-        except (BotoCoreError, ClientError) as exc:
-            # Without the change the message still returns, after VisibilityTimeout instead.
-            self._sqs_error("change_message_visibility", exc, message["MessageId"])
-        self._emit(
-            EventKind.RETRY_SCHEDULED,
-            message_id=message["MessageId"],
-            receive_count=_receive_count(message),
-            status=status,
-            detail=f"retry in {self.options.ErrorVisibilityTimeout}s ({detail or status})",
-        )
+
+        self._visibility.add(self._entry(message, scheduled, delay))
 
     def release(self, messages: list[dict[str, Any]]) -> None:
         """Make received but unstarted messages visible again at once (used when stopping)."""
-        for message in messages:
-            try:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-                self._count("released")
-                self._emit(EventKind.RELEASED, message_id=message["MessageId"])
-            except (BotoCoreError, ClientError) as exc:
-                self._sqs_error("release", exc, message["MessageId"])
+        entries = [self._entry(m, functools.partial(self._released, m["MessageId"])) for m in messages]
+        send_now(self.sqs, change_visibility_batch, entries)
+
+    def _released(self, message_id: str, error: Exception | None) -> None:
+        if error is not None:
+            self._sqs_error("release", error, message_id)
+            return
+        self._count("released")
+        self._emit(EventKind.RELEASED, message_id=message_id)
 
     def _sqs_error(self, action: str, exc: Exception, message_id: str | None = None) -> None:
-        with self._lock:
-            self.counts["sqs_errors"] += 1
-            # Only failed receives slow the polling down; a failed delete or visibility change
-            # just means a duplicate later, and must not push the next receive out.
-            if action == "receive":
-                self._errors_in_a_row += 1
+        if action == "receive" and self._stopping.is_set():
+            return  # a long poll left behind at stop whose endpoint has gone since: nothing to do
+        self._count("sqs_errors")
         summary = str(exc).splitlines()[0][:200]
-        log.warning("sqsd: %s failed: %s", action, summary)
         self._emit(EventKind.SQS_ERROR, message_id=message_id, detail=f"{action}: {summary}")
 
-    def _receive_succeeded(self) -> None:
-        with self._lock:
-            self._errors_in_a_row = 0
-
     def backoff_delay(self) -> float:
-        """Seconds to wait after the current run of SQS errors (0.5 s doubling, capped)."""
-        errors = self._errors_in_a_row
-        if errors == 0:
-            return 0.0
-        return float(min(MAX_BACKOFF_S, 0.5 * 2 ** min(errors - 1, 16)))
+        """Seconds to wait after the current run of failed receives (0.5 s doubling, capped)."""
+        return self._receiver.backoff_delay()
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Poll until stop is set, then let in-flight POSTs finish and release what was not started."""
+        """Poll until stop is set, then let in-flight POSTs finish and send the pending deletes."""
         self.state = "running"
-        log.info("sqsd: polling %s, posting to %s%s", self.queue_name, self.http_url, self.options.HttpPath)
-        while not stop.is_set():
-            if not self._wait_for_free_connection(stop):
-                break
-            try:
-                messages = self.receive()
-            except (BotoCoreError, ClientError) as exc:
-                self._sqs_error("receive", exc)
-                stop.wait(self.backoff_delay())
-                continue
-            self._receive_succeeded()
-            if stop.is_set():
-                # Received while we were asked to stop: hand them back instead of starting them.
-                self.release(messages)
-                break
-            for message in messages:
-                self._start(message)
+        self._stopping.clear()
+        # sqsd writes "start: polling <url>"; `labapp daemon`'s callers wait for this wording.
+        self.log.info(
+            "sqsd: polling %s, posting to %s", self.queue_name, self.target.url(self.options.HttpPath)
+        )
+        pollers = [
+            threading.Thread(target=self._poll, args=(stop,), name=f"sqsd-poll-{i}", daemon=True)
+            for i in range(self.pollers)
+        ]
+        for poller in pollers:
+            poller.start()
+        while not stop.wait(1.0):
+            pass
         self.state = "draining"
+        self._stopping.set()
+        self._slots.wake()
+        # A poller inside a long poll may take 20 s to come back: it is not waited for, and hands
+        # back whatever that receive still brings (see _poll).
+        deadline = time.monotonic() + STOP_GRACE_S
+        for poller in pollers:
+            poller.join(max(0.0, deadline - time.monotonic()))
         grace = self.options.ConnectTimeout + self.options.InactivityTimeout + 1
         if not self.wait_idle(timeout=grace):
-            log.warning("sqsd: %d POSTs still running after %ss", self._busy, grace)
+            self.log.warning("drain: %d POSTs still running after %ss", self.in_flight, grace)
+        self.log.info("stop: stopping the daemon %s", self.counts)
         self.state = "stopped"
 
+    def _poll(self, stop: threading.Event) -> None:
+        """One receive loop: take a full batch of free slots, receive, start a POST for each message."""
+        while not stop.is_set():
+            messages: list[dict[str, Any]] = []
+            taken = 0
+            with self._receiver.turn(stop) as go:
+                if not go:
+                    break
+                taken = self._slots.take(MAX_BATCH, stop)
+                if taken:
+                    messages = self._receive(taken, self.wait_time_seconds)
+            if stop.is_set():
+                self._slots.give(taken)
+                # Received after stop: handed back at once (visibility 0) rather than POSTed.
+                # Should the process end before this receive returns, SQS shows them again
+                # after VisibilityTimeout instead: delivered later, at least once, never lost.
+                if messages:
+                    self.release(messages)
+                break
+            self._slots.give(taken - len(messages))
+            for message in messages:
+                self._workers.submit(message)
+
     def close(self) -> None:
-        """Release the worker threads and HTTP connections."""
-        self._pool.shutdown(wait=True)
-        self.session.close()
-
-
-def _wire_headers(headers: dict[str, str]) -> dict[str, str | bytes]:
-    # http.client encodes header values as Latin-1 and fails beyond it; an attribute such as
-    # "café ☕" is legal in SQS, so every non-ASCII value goes out as its UTF-8 bytes.
-    return {name: value if value.isascii() else value.encode("utf-8") for name, value in headers.items()}
+        """Finish the POSTs, send the pending deletes and visibility changes, close the connections."""
+        self._workers.close()
+        self._deletes.close()
+        self._visibility.close()
+        self._http.close()
 
 
 def _receive_count(message: dict[str, Any]) -> int:

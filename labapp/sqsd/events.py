@@ -37,6 +37,7 @@ class DaemonEvent:
     elapsed: float | None = None
     detail: str = ""
     post: Post | None = None
+    url: str | None = None  # where a POST went (posted events)
 
 
 Listener = Callable[[DaemonEvent], object]  # any return value is ignored

@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from labapp.errors import ConfigError, clipped, quoted
 from labapp.sqs.limits import MAX_VISIBILITY_S
@@ -24,6 +25,35 @@ MAX_DIGITS = 12
 
 # Both end up in the request: a line break in either would forge a header or a second request.
 _UNSAFE_IN_PATH = re.compile(r"[\x00-\x20\x7f]")
+
+
+def path_problem(path: object) -> str | None:
+    """Say why `path` cannot be the target of a POST to the app, or return None for a plain local path.
+
+    HttpPath and a periodic task's `beanstalk.sqsd.path` both end up after the app's host and port;
+    anything that could name another host there (`//host`, `@`, a backslash), climb above the root
+    (`..`), or break the request line is refused.
+    """
+    if not isinstance(path, str) or not path.startswith("/"):
+        return "it does not start with '/'"
+    if _UNSAFE_IN_PATH.search(path) or not path.isascii():
+        return "it contains spaces, control or non-ASCII characters"
+    decoded = unquote(path)  # %2F, %5C and %40 are refused as their plain forms are
+    if path.startswith("//") or decoded.startswith("//"):
+        return "it starts with '//', which names another host"
+    if "\\" in decoded or "@" in decoded:
+        return "it contains '\\' or '@', which can name another host"
+    if "#" in path:
+        return "it contains '#', which a request path cannot carry"
+    depth = 0
+    for segment in decoded.split("?", 1)[0].split("/")[1:]:
+        if segment == "..":
+            depth -= 1
+            if depth < 0:
+                return "its '..' segments climb above the root"
+        elif segment not in ("", "."):
+            depth += 1
+    return None
 
 
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -70,13 +100,10 @@ class SqsdOptions:
                 raise ConfigError(f"{name} must be a whole number from {low} to {high}; got {quoted(value)}.")
             if not low <= value <= high:
                 raise ConfigError(f"{name} must be from {low} to {high}; got {quoted(value)}.")
-        if (
-            not isinstance(self.HttpPath, str)
-            or not self.HttpPath.startswith("/")
-            or _UNSAFE_IN_PATH.search(self.HttpPath)
-        ):
+        problem = path_problem(self.HttpPath)
+        if problem:
             raise ConfigError(
-                f"HttpPath must be a path starting with '/', without spaces; got {quoted(self.HttpPath)}."
+                f"HttpPath must be a path starting with '/', without spaces; got {quoted(self.HttpPath)}: {problem}."
             )
         if (
             not isinstance(self.MimeType, str)

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from labapp.errors import MessageError
 from labapp.signature import message_headers
-from labapp.sqsd.options import SqsdOptions
+from labapp.sqsd.options import SqsdOptions, path_problem
 
 SQSD_VERSION = "2.4"
 USER_AGENT = f"aws-sqsd/{SQSD_VERSION}"
@@ -37,6 +38,11 @@ class Post:
     def request_line(self) -> str:
         return f"POST {self.path} HTTP/1.1"
 
+    @property
+    def closes(self) -> bool:
+        """True when the connection is closed after this request (a periodic task's POST)."""
+        return self.headers.get("Connection") == "close"
+
 
 def iso_utc(epoch_ms: str | int | float) -> str:
     """Format an SQS millisecond timestamp the way sqsd does, e.g. 2019-11-14T00:47:00Z."""
@@ -49,6 +55,27 @@ def _attribute_value(attribute: Mapping[str, Any]) -> str | None:
     if str(attribute.get("DataType", "")).startswith(("String", "Number")):
         return str(attribute.get("StringValue", ""))
     return None
+
+
+# What the cron leader writes (Ruby's Time#to_s, "2026-12-02 01:00:00 UTC") and the ISO forms.
+_SCHEDULED_FORMATS = ("%Y-%m-%d %H:%M:%S %Z", "%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z")
+
+
+def scheduled_at(value: str) -> str:
+    """Normalise a task's scheduled time to ISO-8601 UTC as sqsd does (docs/aws-behaviour.md#hdr-scheduled-at).
+
+    A value no format reads is passed on as it is (folded for HTTP), so the app still sees it.
+    """
+    text = value.strip()
+    for pattern in _SCHEDULED_FORMATS:
+        try:
+            moment = dt.datetime.strptime(text.replace("Z", "+0000"), pattern)
+        except ValueError:
+            continue
+        if moment.tzinfo is None:  # %Z accepts "UTC" and "GMT" but leaves the result naive
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return header_value(value)
 
 
 # Control characters other than tab cannot appear in an HTTP field value.
@@ -68,7 +95,11 @@ def build_post(
     encoding: Encoding = "sqsd",
     secret: str | None = None,
 ) -> Post:
-    """Build the POST for one received message (the receipt handle is never part of it)."""
+    """Build the POST for one received message (the receipt handle is never part of it).
+
+    Raise MessageError when a periodic task's path is not a plain local path: the POST would
+    otherwise go to whatever host the message names.
+    """
     attributes = message.get("Attributes", {})
     message_attributes = message.get("MessageAttributes", {}) or {}
     task = {
@@ -76,7 +107,8 @@ def build_post(
         for name in TASK_ATTRIBUTES
         if name in message_attributes
     }
-    is_task = "beanstalk.sqsd.task_name" in task
+    # sqsd knows a periodic task by its scheduled time (docs/aws-behaviour.md#cron-detect).
+    is_task = "beanstalk.sqsd.scheduled_time" in task
 
     headers = {
         "User-Agent": USER_AGENT,
@@ -87,7 +119,7 @@ def build_post(
         "X-Aws-Sqsd-First-Received-At": iso_utc(attributes.get("ApproximateFirstReceiveTimestamp", 0)),
         "X-Aws-Sqsd-Sent-At": iso_utc(attributes.get("SentTimestamp", 0)),
         "X-Aws-Sqsd-Sender-Id": str(attributes.get("SenderId", "")),
-        "X-Aws-Sqsd-Path": task.get("beanstalk.sqsd.path") or "",
+        "X-Aws-Sqsd-Path": header_value(task.get("beanstalk.sqsd.path") or ""),
     }
     for name, attribute in sorted(message_attributes.items()):
         value = _attribute_value(attribute)
@@ -99,8 +131,13 @@ def build_post(
     if is_task:
         # A periodic task goes to its own URL with an empty body.
         path = task.get("beanstalk.sqsd.path") or options.HttpPath
+        problem = path_problem(path)
+        if problem:
+            raise MessageError(f"beanstalk.sqsd.path {path!r} is not a local path: {problem}")
         headers["X-Aws-Sqsd-Taskname"] = header_value(task.get("beanstalk.sqsd.task_name") or "")
-        headers["X-Aws-Sqsd-Scheduled-At"] = header_value(task.get("beanstalk.sqsd.scheduled_time") or "")
+        headers["X-Aws-Sqsd-Scheduled-At"] = scheduled_at(task.get("beanstalk.sqsd.scheduled_time") or "")
+        # em-http sends a task's POST without keep-alive, so the connection closes after it.
+        headers["Connection"] = "close"
         body = b""
     elif encoding == "article-form":
         headers["Content-Type"] = "application/x-www-form-urlencoded"

@@ -22,6 +22,16 @@ MIN_PAUSE_S = 0.05
 COLORS = {"ok": "#1a7f37", "bad": "#cf222e", "muted": "#57606a", "mark": "#fff3b0"}
 
 
+def join_lab(lab: Any, widget: Any) -> None:
+    """Hand widget to its lab, which closes it on `lab.stop()`, when the lab keeps such a list.
+
+    Duck-typed (the lab's `own(widget)`), so widgets import nothing from the course.
+    """
+    own = getattr(lab, "own", None)
+    if callable(own):
+        own(widget)
+
+
 class TextFallback(w.DOMWidget):
     """A widget whose text/plain is one sentence: what saved notebooks, terminals and nbval show.
 

@@ -1,4 +1,10 @@
-"""A message composer: a JSON body checked as you type, attributes, a count, a delay, and Send."""
+"""A message composer: a JSON body checked as you type, attributes, a count, a delay, and Send.
+
+As you type it also measures the message against SQS's own rules, so the limits are in view
+where messages are made: at most 1 MiB with the attributes (docs/aws-behaviour.md#sqs-message-size)
+and at most 10 attributes (docs/aws-behaviour.md#sqs-max-attributes). What SQS would refuse
+cannot be sent.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,16 @@ import ipywidgets as w
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
-from labapp.sqs import MAX_DELAY_S, send_messages
-from labapp.widgets._common import TextFallback, close_all, lab_name, lab_running, line, no_lab
+from labapp.sqs import (
+    MAX_ATTRIBUTES,
+    MAX_DELAY_S,
+    MAX_MESSAGE_BYTES,
+    check_attributes,
+    check_body,
+    send_messages,
+    string_attributes,
+)
+from labapp.widgets._common import TextFallback, close_all, join_lab, lab_name, lab_running, line, no_lab
 
 DEFAULT_BODY = '{"type": "order", "order_id": "A-1", "amount": 10}'
 MAX_COUNT = 10_000
@@ -40,6 +54,14 @@ def parse_attributes(text: str) -> dict[str, str]:
             raise ValueError(f"Attribute line {number} must look like name=value; got {raw.strip()!r}.")
         attributes[name.strip()] = value.strip()
     return attributes
+
+
+def size_line(size: int, attributes: int) -> str:
+    """Return a message's size and attribute count against SQS's limits, as one sentence."""
+    return (
+        f"{size:,} bytes of SQS's {MAX_MESSAGE_BYTES:,} (1 MiB, attributes included); "
+        f"{attributes} of {MAX_ATTRIBUTES} attributes."
+    )
 
 
 class Composer(TextFallback, w.VBox):
@@ -77,19 +99,26 @@ class Composer(TextFallback, w.VBox):
         )
         self.add_class("lab-composer")
         self._check()
+        join_lab(lab, self)
+
+    def _measure(self) -> tuple[str | None, str]:
+        """Return (what SQS or the worker would refuse, or None; the size line)."""
+        error = body_error(self.body.value)
+        if error is not None:
+            return error, ""
+        try:
+            attributes = parse_attributes(self.attributes.value)
+            size = check_body(self.body.value, check_attributes(string_attributes(attributes)))
+        except (ValueError, LabError) as exc:
+            return str(exc), ""
+        return None, size_line(size, len(attributes))
 
     def _problem(self) -> str | None:
-        error = body_error(self.body.value)
-        if error is None:
-            try:
-                parse_attributes(self.attributes.value)
-            except ValueError as exc:
-                error = str(exc)
-        return error
+        return self._measure()[0]
 
     def _check(self, _change: Any = None) -> None:
-        error = self._problem()
-        self.body_check.value = line(error, "bad") if error else line("Valid JSON.", "ok")
+        error, size = self._measure()
+        self.body_check.value = line(error, "bad") if error else line(f"Valid JSON. {size}", "ok")
         self.send_button.disabled = error is not None
 
     def send(self) -> list[str]:
@@ -140,8 +169,8 @@ def _ids_html(ids: list[str], delay: int) -> str:
     return f"{line(f'Sent {len(ids)} message(s){when}. MessageId:', 'ok')}<ul>{shown}{more}</ul>"
 
 
-def composer(lab: Any) -> w.Widget:
-    """Compose and send messages to the lab's queue: JSON body, attributes, count, delay."""
+def composer(lab: Any, body: str = DEFAULT_BODY) -> w.Widget:
+    """Compose and send messages to the lab's queue: JSON body (starting as `body`), attributes, count, delay."""
     if not lab_running(lab):
         return no_lab("composer")
-    return Composer(lab)
+    return Composer(lab, body)

@@ -24,6 +24,7 @@ from labapp.widgets._common import (
     Ticker,
     close_all,
     figure_png,
+    join_lab,
     lab_name,
     lab_running,
     line,
@@ -85,6 +86,7 @@ class Dashboard(TextFallback, w.VBox):
         if previous is not None:
             previous.stop()
         _live[lab] = self
+        join_lab(lab, self)
         self.start()
 
     # -- control ------------------------------------------------------------------------------

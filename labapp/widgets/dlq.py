@@ -13,7 +13,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
 from labapp.sqs import move_selected, purge
-from labapp.widgets._common import TextFallback, Ticker, close_all, lab_name, lab_running, line, no_lab
+from labapp.widgets._common import (
+    TextFallback,
+    Ticker,
+    close_all,
+    join_lab,
+    lab_name,
+    lab_running,
+    line,
+    no_lab,
+)
 
 PREVIEW_CHARS = 50
 LISTED = 10  # messages the list shows, oldest first
@@ -98,6 +107,7 @@ class DlqExplorer(TextFallback, w.VBox):
         ]
         super().__init__([w.HBox(buttons), self.status, self.messages, self.detail])
         self.add_class("lab-dlq-explorer")
+        join_lab(lab, self)
         self.refresh()
         # Messages arrive in the DLQ (and leave it) while the learner reads: list them without a click.
         self._follower = Ticker(self.follow, 1 / FOLLOW_HZ, "lab-dlq-explorer")

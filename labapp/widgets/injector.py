@@ -8,7 +8,16 @@ from typing import Any
 import ipywidgets as w
 
 from labapp.errors import LabError
-from labapp.widgets._common import TextFallback, Ticker, close_all, lab_name, lab_running, line, no_lab
+from labapp.widgets._common import (
+    TextFallback,
+    Ticker,
+    close_all,
+    join_lab,
+    lab_name,
+    lab_running,
+    line,
+    no_lab,
+)
 from labapp.worker import Failures
 
 # 202 and 204 are here on purpose: sqsd deletes only on 200, so both are failures too.
@@ -71,6 +80,7 @@ class FailureInjector(TextFallback, w.VBox):
             ]
         )
         self.add_class("lab-injector")
+        join_lab(lab, self)
         self._set_controls(self.lab.inject())  # no changes: reads what is set now
         # A cell may call lab.inject() or lab.heal() while the widget is on screen: follow it, so
         # the controls never claim a healthy worker that fails (or the other way round).

@@ -23,6 +23,7 @@ from labapp.widgets._common import (
     TextFallback,
     Ticker,
     close_all,
+    join_lab,
     lab_name,
     lab_running,
     line,
@@ -138,22 +139,33 @@ def _cell(text: str) -> str:
     return f"<td><pre {PRE}>{text}</pre></td>"
 
 
-def compare_html(message: dict[str, Any], queue_name: str, options: SqsdOptions) -> str:
-    """Show one message as sqsd really POSTs it and as the seed article claims, differences marked."""
+Row = tuple[str, str, str]
+
+
+def compare_rows(message: dict[str, Any], queue_name: str, options: SqsdOptions) -> list[Row]:
+    """Return (part, as sqsd sends it, as the seed article claims) for the request line, each header, the body."""
     real = build_post(message, queue_name, options, "sqsd")
     claim = build_post(message, queue_name, options, "article-form")
     rows = [("request line", real.request_line(), claim.request_line())]
     names = list(real.headers) + [name for name in claim.headers if name not in real.headers]
     rows += [(name, real.headers.get(name, "—"), claim.headers.get(name, "—")) for name in names]
+    rows.append(("body", body_text(real.body), body_text(claim.body)))
+    return rows
+
+
+def differing(rows: list[Row]) -> list[str]:
+    """Return the parts whose two encodings differ, in table order."""
+    return [name for name, left, right in rows if left != right]
+
+
+def compare_html(message: dict[str, Any], queue_name: str, options: SqsdOptions) -> str:
+    """Show one message as sqsd really POSTs it and as the seed article claims, differences marked."""
     table = []
-    for name, left, right in rows:
+    for name, left, right in compare_rows(message, queue_name, options):
         mark = f' style="background:{COLORS["mark"]}"' if left != right else ""
-        cells = _cell(html.escape(left, quote=False)) + _cell(html.escape(right, quote=False))
-        table.append(f"<tr{mark}><th {NAME}>{html.escape(name)}</th>{cells}</tr>")
-    body_mark = f' style="background:{COLORS["mark"]}"' if real.body != claim.body else ""
-    table.append(
-        f"<tr{body_mark}><th {NAME}>body</th>{_cell(body_text(real.body))}{_cell(body_text(claim.body))}</tr>"
-    )
+        if name != "body":  # body_text() is HTML already; the rest is text from the wire
+            left, right = html.escape(left, quote=False), html.escape(right, quote=False)
+        table.append(f"<tr{mark}><th {NAME}>{html.escape(name)}</th>{_cell(left)}{_cell(right)}</tr>")
     return (
         f'<div style="border-left:4px solid {COLORS["bad"]};padding:4px 8px;margin:6px 0">'
         f"<b>Warning:</b> {html.escape(ARTICLE_FORM_WARNING, quote=False)}</div>"
@@ -172,6 +184,9 @@ class PostInspector(TextFallback, w.VBox):
         self.lab = lab
         self.show = show
         self._signature: tuple[tuple[int, int | None], ...] | None = None
+        #: The parts that differ between the two encodings, and (source, message id) compared.
+        self.differences: list[str] = []
+        self.compared: tuple[str, str] = ("nothing yet", "")
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.live = w.ToggleButton(live, description="Live", icon="circle", tooltip="refresh twice a second")
         self.status = w.HTML()
@@ -190,6 +205,7 @@ class PostInspector(TextFallback, w.VBox):
             ]
         )
         self.add_class("lab-post-inspector")
+        join_lab(lab, self)
         self.refresh(force=True)
         if live:
             self._ticker.start()
@@ -212,8 +228,11 @@ class PostInspector(TextFallback, w.VBox):
             self.deliveries.value = line("No deliveries yet: send a message and it appears here.")
         message = next((m for m in map(message_from_request, reversed(requests)) if m), None)
         source = "the newest delivery" if message else "a sample message (nothing delivered yet)"
+        shown = message or sample_message()
+        self.differences = differing(compare_rows(shown, self.lab.queues.name, self.lab.options))
+        self.compared = (source, str(shown["MessageId"]))
         self.compare.value = f"<small>Built from {source}.</small>" + compare_html(
-            message or sample_message(), self.lab.queues.name, self.lab.options
+            shown, self.lab.queues.name, self.lab.options
         )
         self.status.value = line(f"{len(requests)} shown, {time.strftime('%H:%M:%S')}")
         return True

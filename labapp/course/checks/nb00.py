@@ -16,5 +16,7 @@ def _check_00_1(a: Answers) -> str:
             f"the worker answered {tried[-1].status} to your order; lab.requests(1)[0].body shows what it got."
         )
     if lab.depth().visible:
-        raise NotYet("a message is still waiting in the queue; call lab.wait_until_idle() after sending.")
+        raise NotYet(
+            "the check ran while a message was still waiting in the queue, before the daemon had taken it."
+        )
     raise NotAttempted("no order hello-1 has reached the worker yet.")

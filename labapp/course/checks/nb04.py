@@ -19,7 +19,7 @@ from labapp.sqsd.events import EventKind
 # 04.1: the payment provider's outage, its rule for retries, and how soon support must see a broken order.
 OUTAGE_S = 3.5
 MIN_GAP_S = 2
-DLQ_DEADLINE_S = 12
+DLQ_DEADLINE_S = 14
 
 
 def _watch_outage(box: Lab, order_id: str, broken_id: str) -> float | None:

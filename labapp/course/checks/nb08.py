@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from labapp.course.checks.core import Answers, NotAttempted, NotYet, fresh_id, register
 from labapp.course.lab import Lab
@@ -20,11 +21,18 @@ from labapp.runtime.instance import Instance
 from labapp.runtime.wait import wait_until
 from labapp.sqs.client import SqsClient, sqs_client
 from labapp.sqs.queues import drain
-from labapp.sqsd.cron import UTC, CronSchedule, CronTask, iso, iter_times, next_times, parse_cron_yaml
+from labapp.sqsd.cron import UTC, CronSchedule, CronTask, iso, iter_times, parse_cron_yaml
 from labapp.sqsd.periodic import TASK_BODY, Lease, Scheduler, task_attributes
 from labapp.worker.inspector import RecordedRequest
 
-WEEK_START = dt.datetime(2024, 5, 5, 0, 0, tzinfo=UTC)  # a Sunday
+BERLIN = ZoneInfo("Europe/Berlin")
+WEEK_START = dt.datetime(2024, 7, 8, 0, 0, tzinfo=UTC)  # a Monday in July: Berlin is on summer time, UTC+2
+WEEK_END = WEEK_START + dt.timedelta(days=7)
+#: What the warehouse asked for, in Berlin time: (task, weekdays 1-7, first and last minute of the day, step).
+WAREHOUSE = {
+    "pick-list": ((1, 2, 3, 4, 5, 6), 6 * 60 + 30, 6 * 60 + 30, 1),
+    "stock-sync": ((1, 2, 3, 4, 5), 8 * 60, 17 * 60 + 40, 20),
+}
 
 
 def _fires(schedule: CronSchedule, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
@@ -36,42 +44,57 @@ def _fires(schedule: CronSchedule, start: dt.datetime, end: dt.datetime) -> list
     return times
 
 
+def _wanted(days: Sequence[int], first: int, last: int, step: int) -> set[dt.datetime]:
+    wanted = set()
+    for minute in range(0, 7 * 24 * 60):
+        moment = WEEK_START + dt.timedelta(minutes=minute)
+        local = moment.astimezone(BERLIN)
+        of_day = local.hour * 60 + local.minute
+        if local.isoweekday() in days and first <= of_day <= last and (of_day - first) % step == 0:
+            wanted.add(moment)
+    return wanted
+
+
+def _describe(times: Iterable[dt.datetime]) -> str:
+    """Say when a task ran in the check's week: how often, which days, from when to when in Berlin and UTC."""
+    times = sorted(times)
+    if not times:
+        return "never ran"
+    days = sorted({t.astimezone(BERLIN).strftime("%a") for t in times}, key=lambda d: _DAYS.index(d))
+    local = sorted({t.astimezone(BERLIN).strftime("%H:%M") for t in times})
+    utc = sorted({t.strftime("%H:%M") for t in times})
+    span = f"at {local[0]}" if len(local) == 1 else f"from {local[0]} to {local[-1]}"
+    utc_span = utc[0] if len(utc) == 1 else f"{utc[0]} to {utc[-1]}"
+    return f"ran {len(times)} times, on {', '.join(days)}, {span} Berlin time ({utc_span} UTC)"
+
+
+_DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
 @register("08.1")
 def _check_08_1(a: Answers) -> str:
-    text = a.value("cleanup_cron")
+    text = a.value("warehouse_cron")
     if not isinstance(text, str):
-        raise NotYet(f"cleanup_cron should be the file's text, a string; it is a {type(text).__name__}.")
+        raise NotYet(f"warehouse_cron should be the file's text, a string; it is a {type(text).__name__}.")
     try:
-        tasks = parse_cron_yaml(text, "your cron.yaml")
+        tasks = {t.name: t for t in parse_cron_yaml(text, "your cron.yaml")}
     except ConfigError as exc:
         raise NotYet(f"Elastic Beanstalk would reject it: {exc}") from None
-    task = next((t for t in tasks if t.name == "cleanup"), None)
-    if task is None:
-        raise NotYet(f"there is no task named 'cleanup'; found {', '.join(t.name for t in tasks)}.")
-    if task.url != "/tasks/cleanup":
-        raise NotYet(f"the task's url is {task.url!r}; the worker serves it at '/tasks/cleanup'.")
-    week_end = WEEK_START + dt.timedelta(days=7)
-    got = set(_fires(task.schedule, WEEK_START, week_end))
-    wanted = {
-        WEEK_START + dt.timedelta(minutes=m)
-        for m in range(0, 7 * 24 * 60, 15)
-        if (WEEK_START + dt.timedelta(minutes=m)).isoweekday() <= 5
-    }
-    extra, missing = sorted(got - wanted), sorted(wanted - got)
-    if extra and extra[0].isoweekday() > 5:
-        raise NotYet(f"it also runs at the weekend, e.g. {when(extra[0])}; limit the day-of-week field.")
-    if missing:
-        raise NotYet(
-            f"in the week from {when(WEEK_START)} it runs {len(got)} times and misses {when(missing[0])}; "
-            "every 15 minutes means minutes 0, 15, 30 and 45 of every hour."
-        )
-    if extra:
-        raise NotYet(f"it runs more often than every 15 minutes, e.g. at {when(extra[0])}.")
-    after = dt.datetime(2024, 5, 10, 23, 50, tzinfo=UTC)
-    return (
-        f"EB would accept it, and in one week it runs {len(got)} times, every 15 minutes from Monday 00:00 "
-        f"to Friday 23:45 UTC; after {when(after)} the next run is {when(next_times(task.schedule, after)[0])}."
-    )
+    said = []
+    for name, (days, first, last, step) in WAREHOUSE.items():
+        task = tasks.get(name)
+        if task is None:
+            raise NotYet(f"the file has no task named {name!r}; it has {', '.join(tasks) or 'none'}.")
+        if task.url != f"/tasks/{name}":
+            raise NotYet(f"{name}'s url is {task.url!r}; the worker serves it at '/tasks/{name}'.")
+        got, wanted = set(_fires(task.schedule, WEEK_START, WEEK_END)), _wanted(days, first, last, step)
+        if got != wanted:
+            raise NotYet(
+                f"in the week from {when(WEEK_START)}, {name} {_describe(got)}; "
+                f"the warehouse asked for {_describe(wanted).removeprefix('ran ')}."
+            )
+        said.append(f"{name} {_describe(got)}")
+    return "EB would accept the file, and in a July week " + "; ".join(said) + "."
 
 
 FLEET_CRON = 'version: 1\ncron:\n  - name: "tick"\n    url: "/tasks/tick"\n    schedule: "*/5 * * * *"\n'
@@ -93,75 +116,89 @@ def _close_leases(fleet: Iterable[Any]) -> None:
             lease.close()
 
 
-def _fleet_messages(
-    make_instance: Any, sqs: SqsClient, queue_url: str, folder: Path
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """Run three instances, stop the leader at 09:06, run on; return what was sent and who stopped."""
+#: The check's two environments, each with two instances, each with its own queue and the same cron.yaml.
+ENVIRONMENTS = {"production": ("prod-1", "prod-2"), "staging": ("stage-1", "stage-2")}
+DUE = ("09:00", "09:05", "09:10")
+
+
+def _two_environments(
+    make_instance: Any, sqs: SqsClient, urls: Mapping[str, str], folder: Path
+) -> tuple[dict[str, collections.Counter[str]], list[str], str | None]:
+    """Run both environments from 08:59:30 to 09:12, stopping production's leader at 09:06.
+
+    Return, per environment, how often each scheduled time (HH:MM) reached its queue; who
+    led at 09:06; and who production's leader was then (None if none).
+    """
     tasks = parse_cron_yaml(FLEET_CRON)
     clock = Clock(FLEET_START)
-    lease_path = folder / "leader.sqlite"
-    fleet = [make_instance(sqs, queue_url, tasks, clock, name, lease_path) for name in ("i-1", "i-2", "i-3")]
+    fleet = [
+        (env, make_instance(sqs, urls[env], tasks, clock, name, env, folder))
+        for env, names in ENVIRONMENTS.items()
+        for name in names
+    ]
     try:
-        if any(member is None for member in fleet):
+        if any(member is None for _, member in fleet):
             raise NotAttempted("make_instance returned None; return the Scheduler this instance runs.")
-        if not all(isinstance(member, Scheduler) for member in fleet):
-            raise NotYet(f"make_instance should return a Scheduler; it returned a {type(fleet[0]).__name__}.")
+        if not all(isinstance(member, Scheduler) for _, member in fleet):
+            kind = type(next(m for _, m in fleet if not isinstance(m, Scheduler))).__name__
+            raise NotYet(f"make_instance should return a Scheduler; it returned a {kind}.")
         for _ in range(39):  # 08:59:30 .. 09:05:50, every 10 s
-            for member in fleet:
+            for _, member in fleet:
                 member.tick()
             clock.advance(10)
-        stopped = [m.holder_id for m in fleet if m.is_leader]
-        survivors = [m for m in fleet if not m.is_leader] if len(stopped) < len(fleet) else fleet[1:]
-        for _ in range(36):  # .. 09:11:50: the old leader has stopped ticking, as if it crashed
-            for member in survivors:
-                member.tick()
+        leaders = [m.holder_id for _, m in fleet if m.is_leader]
+        if any(m.clock is not clock for _, m in fleet):
+            leaders.append("(the instances read a clock of their own, not the check's, which moved to 09:06)")
+        crashed = next((m.holder_id for env, m in fleet if env == "production" and m.is_leader), None)
+        for _ in range(36):  # .. 09:11:50: production's leader has stopped ticking, as if it crashed
+            for _, member in fleet:
+                if member.holder_id != crashed:
+                    member.tick()
             clock.advance(10)
     finally:
-        _close_leases(fleet)
-    return [_scheduled(m) for m in drain(sqs, queue_url)], stopped
+        _close_leases(m for _, m in fleet)
+    sent = {env: collections.Counter(_scheduled(m)[1][11:16] for m in drain(sqs, urls[env])) for env in urls}
+    return sent, leaders, crashed
 
 
 @register("08.2")
 def _check_08_2(a: Answers) -> str:
     make_instance = a.function("make_instance")
     sqs = _own_client(a.lab)
-    url = str(sqs.create_queue(QueueName=f"lab-08-check-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+    tag = uuid.uuid4().hex[:8]
+    urls = {env: str(sqs.create_queue(QueueName=f"lab-08-{env}-{tag}")["QueueUrl"]) for env in ENVIRONMENTS}
     try:
         with tempfile.TemporaryDirectory(prefix="lab-08-check-") as folder:
-            sent, stopped = _fleet_messages(make_instance, sqs, url, Path(folder))
+            sent, leaders, crashed = _two_environments(make_instance, sqs, urls, Path(folder))
     finally:
-        sqs.delete_queue(QueueUrl=url)
-    counts = collections.Counter(scheduled for _, scheduled in sent)
-    due = ["2024-05-06T09:00:00Z", "2024-05-06T09:05:00Z", "2024-05-06T09:10:00Z"]
-    strays = sorted(set(counts) - set(due))
-    if strays:
+        for url in urls.values():
+            sqs.delete_queue(QueueUrl=url)
+    for env, counts in sent.items():
+        strays = sorted(set(counts) - set(DUE))
+        if strays:
+            raise NotYet(f"{env}'s queue got a run for {strays[0]}, a time the check's clock never reached.")
+    at_once = ", ".join(leaders) or "nobody"
+    for env, counts in sent.items():
+        if not counts:
+            raise NotYet(f"{env}'s queue got no run at all; at 09:06 the leaders were: {at_once}.")
+        for due in DUE[:2]:
+            if counts[due] > 1:
+                raise NotYet(
+                    f"{env}'s run due at {due} reached its queue {counts[due]} times; "
+                    f"at 09:06 the leaders were: {at_once}."
+                )
+            if counts[due] == 0:
+                raise NotYet(f"{env}'s run due at {due} never reached its queue.")
+    if sent["production"][DUE[2]] != 1:
         raise NotYet(
-            f"a message was scheduled for {strays[0]}, a time the check's clock never reached: pass clock=clock."
+            f"{crashed} led production and stopped at 09:06; after that, production's run due at 09:10 "
+            f"reached its queue {sent['production'][DUE[2]]} times."
         )
-    if not sent:
-        raise NotYet(
-            "three instances ran from 08:59:30 to 09:12 and nobody enqueued anything; pass clock=clock."
-        )
-    for time_ in due[:2]:
-        if counts[time_] > 1:
-            raise NotYet(
-                f"the run due at {time_[11:16]} was enqueued {counts[time_]} times, once per instance: "
-                "give every instance a Lease on the same lease_path."
-            )
-        if counts[time_] == 0:
-            raise NotYet(f"nobody enqueued the run due at {time_[11:16]}.")
-    if len(stopped) != 1:
-        raise NotYet(f"after the first runs {len(stopped)} instances thought they led; exactly one should.")
-    if counts[due[2]] == 0:
-        raise NotYet(
-            f"after {stopped[0]} stopped, nobody enqueued the run due at 09:10: the lease must expire "
-            "(keep the default ttl of 30 s) so another instance can take over."
-        )
-    if counts[due[2]] > 1:
-        raise NotYet(f"the run due at 09:10 was enqueued {counts[due[2]]} times after the takeover.")
+    if sent["staging"][DUE[2]] != 1:
+        raise NotYet(f"staging's run due at 09:10 reached its queue {sent['staging'][DUE[2]]} times.")
     return (
-        f"three instances, one lease: 09:00 and 09:05 were enqueued once each; when {stopped[0]} stopped, "
-        "another instance took the lease over and enqueued 09:10 once."
+        f"one leader per environment ({at_once}); every run reached its own queue once, and when {crashed} "
+        "stopped, another production instance took over and sent 09:10 once."
     )
 
 
@@ -205,40 +242,41 @@ def _deliver_privately(
                 logbook.paused = False
 
 
+#: 08.3's clock: the check asks at 05:02 Berlin time (04:02 UTC), in winter.
+STALE_NOW = dt.datetime(2024, 2, 29, 5, 2, tzinfo=BERLIN)
+STALE_AFTER = dt.timedelta(minutes=15)
+
+
 @register("08.3")
 def _check_08_3(a: Answers) -> str:
-    task_facts = a.function("task_facts")
+    run_or_skip = a.function("run_or_skip")
     name = fresh_id("report")
-    scheduled = dt.datetime(2024, 2, 29, 4, 0, tzinfo=UTC)
-    task = CronTask(name, f"/tasks/{name}", CronSchedule.parse("0 4 * * *"))
+    task = CronTask(name, f"/tasks/{name}", CronSchedule.parse("0 * * * *"))
+    fresh, stale = dt.datetime(2024, 2, 29, 4, 0, tzinfo=UTC), dt.datetime(2024, 2, 29, 1, 0, tzinfo=UTC)
     order = json.dumps({"type": "order", "order_id": fresh_id("order"), "amount": 2})
-    requests = _deliver_privately(a.lab, [(TASK_BODY, task_attributes(task, scheduled)), (order, {})])
-    post = next((r for r in requests if r.header("X-Aws-Sqsd-Taskname") == name), None)
+    messages = [(TASK_BODY, task_attributes(task, t)) for t in (fresh, stale)] + [(order, {})]
+    requests = _deliver_privately(a.lab, messages)
+    by_time = {r.header("X-Aws-Sqsd-Scheduled-At"): r for r in requests if r.header("X-Aws-Sqsd-Taskname")}
     ordinary = next((r for r in requests if r.body == order.encode()), None)
-    if post is None or ordinary is None:
+    if len(by_time) < 2 or ordinary is None:
         raise NotYet(
             "the check's messages never reached its worker; run the notebook's preflight cell again."
         )
-    got = task_facts(post)
-    if got is None:
-        raise NotAttempted("task_facts returned None for a periodic task's POST.")
-    if not isinstance(got, Mapping):
-        raise NotYet(f"task_facts should return a dict; it returned a {type(got).__name__}.")
-    for key, want in (("task", name), ("url", task.url)):
-        if got.get(key) != want:
-            raise NotYet(f"{key} is {got.get(key)!r}, but the POST says {want!r}.")
-    stamp = got.get("scheduled_at")
-    if isinstance(stamp, str):
-        raise NotYet("scheduled_at is still the header's text; turn it into a datetime.")
-    if not isinstance(stamp, dt.datetime):
-        raise NotYet(f"scheduled_at should be a datetime; it is a {type(stamp).__name__}.")
-    if stamp.tzinfo is None:
-        raise NotYet("scheduled_at has no time zone; the header's Z means UTC, so attach dt.timezone.utc.")
-    if stamp != scheduled:
-        raise NotYet(f"scheduled_at is {iso(stamp)}, but the POST says {iso(scheduled)}.")
-    if task_facts(ordinary) is not None:
-        raise NotYet("task_facts should return None for an ordinary message's POST (it has no Taskname).")
+    now = f"now={STALE_NOW.isoformat()} ({iso(STALE_NOW)})"
+    answers = {t: run_or_skip(by_time[iso(t)], STALE_NOW) for t in (fresh, stale)}
+    if all(answer is None for answer in answers.values()):
+        raise NotAttempted("run_or_skip returned None for both periodic-task POSTs.")
+    for moment, want in ((fresh, "run"), (stale, "skip")):
+        late = STALE_NOW - moment
+        if answers[moment] != want:
+            raise NotYet(
+                f"for the run scheduled at {iso(moment)}, {late.total_seconds() / 60:.0f} minutes before "
+                f"{now}, run_or_skip returned {answers[moment]!r}."
+            )
+    other = run_or_skip(ordinary, STALE_NOW)
+    if other is not None:
+        raise NotYet(f"for an ordinary order's POST (no X-Aws-Sqsd-Taskname) run_or_skip returned {other!r}.")
     return (
-        f"you read the task, its URL and its time ({when(scheduled)}) from the headers of an empty POST, "
-        "and told it apart from an ordinary message."
+        f"with {now}, the run due 2 minutes earlier runs, the one due 3 hours earlier is skipped, "
+        "and an ordinary order is not a task."
     )

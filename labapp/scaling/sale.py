@@ -1,0 +1,149 @@
+"""The seed article's flash sale at its own size: 10,000 orders through a live local fleet.
+
+`order_flash_sale()` sends exactly 10,000 orders; real instance processes (worker + daemon each)
+drain them under a target tracking policy, and the simulator plays the same trace for comparison.
+`SALE` holds the settings notebook 07 and `labapp bench fleet` share. Time is compressed: every
+time in the settings, the policy and the timelines is in scaled seconds, as on AWS.
+
+Why these numbers. On a laptop every message costs real CPU in three places: the SQS endpoint (a
+receive, a send and a delete each), the daemon and the worker; together a few milliseconds, so
+two cores drain a few hundred messages a second whatever the fleet's size. The fleet's nominal
+capacity (`max_size x http_connections / work`) is kept below that, so that it is the policy, not
+the laptop, that sets the pace, and the live run can agree with the simulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from labapp.scaling.agreement import Agreement, agreement, policy_period
+from labapp.scaling.fleet import FleetController, LiveTimeline, Reconciliation
+from labapp.scaling.policies import TargetTrackingPolicy, target_from_latency
+from labapp.scaling.simulate import Timeline
+from labapp.scaling.traffic import SALE_OPENS_S, order_flash_sale
+
+
+@dataclasses.dataclass(frozen=True)
+class SaleSettings:
+    """How the live sale runs: the worker, the policy's numbers and the time compression.
+
+    `time_scale` is scaled seconds per wall second. `processing_time_s` is one order's work in
+    scaled seconds and `http_connections` the daemon's HttpConnections. `launch_delay_s` runs
+    from the scaling decision to InService. `acceptable_wait_s` gives the policy's target through
+    AWS's formula; `instance_warmup_s`, `max_size` and `scale_in_datapoints` go to the policy.
+    """
+
+    time_scale: float = 60.0
+    processing_time_s: float = 24.0
+    http_connections: int = 20
+    launch_delay_s: float = 120.0
+    acceptable_wait_s: float = 300.0
+    instance_warmup_s: float = 60.0
+    max_size: int = 8
+    scale_in_datapoints: int = 2
+
+    @property
+    def target_value(self) -> float:
+        """Return the backlog per instance the policy tracks: acceptable wait x connections / work."""
+        return target_from_latency(self.acceptable_wait_s, self.processing_time_s, self.http_connections)
+
+    @property
+    def work_ms(self) -> int:
+        """Return one order's work in wall milliseconds."""
+        return round(self.processing_time_s * 1000 / self.time_scale)
+
+    @property
+    def nominal_per_s(self) -> float:
+        """Return the most orders a full fleet finishes per wall second, by its settings."""
+        return self.max_size * self.http_connections * 1000 / self.work_ms
+
+    def policy(self) -> TargetTrackingPolicy:
+        """Return the sale's target tracking policy (a fresh one: a policy keeps state)."""
+        return TargetTrackingPolicy(
+            TargetValue=self.target_value,
+            InstanceWarmup=self.instance_warmup_s,
+            MaxSize=self.max_size,
+            ScaleInDatapoints=self.scale_in_datapoints,
+        )
+
+    def controller(self, endpoint_url: str, arrivals: np.ndarray | None = None) -> FleetController:
+        """Return a FleetController for the sale (or other `arrivals`) on the SQS endpoint."""
+        return FleetController(
+            self.policy(),
+            order_flash_sale() if arrivals is None else arrivals,
+            endpoint_url=endpoint_url,
+            time_scale=self.time_scale,
+            processing_time_s=self.processing_time_s,
+            http_connections=self.http_connections,
+            launch_delay_s=self.launch_delay_s,
+            scenario="order",
+        )
+
+
+#: The sale as notebook 07 and the fleet benchmark run it.
+SALE = SaleSettings()
+
+
+@dataclasses.dataclass(frozen=True)
+class SaleRun:
+    """One live run of the sale, the simulator's run of the same trace, and what they add up to."""
+
+    settings: SaleSettings
+    live: LiveTimeline
+    sim: Timeline
+    tally: Reconciliation
+    wall_s: float  # from booting the first instance to the last one stopped
+
+    @property
+    def agreement(self) -> Agreement:
+        """Return how closely the live desired capacity followed the simulator's."""
+        return agreement(self.live, self.sim, policy_period(self.settings.policy()))
+
+    @property
+    def peak_instances(self) -> int:
+        """Return the most instances in service at once."""
+        return int(self.live.in_service.max(initial=0))
+
+    @property
+    def drained_at_s(self) -> float:
+        """Return the scaled time the queue was first empty after the last order was due (inf if never)."""
+        due = np.flatnonzero(self.sim.arrivals)
+        last_due = float(due[-1] + 1) if due.size else 0.0
+        left = self.live.visible + self.live.in_flight
+        empty = np.flatnonzero((left == 0) & (self.live.time_s >= last_due))
+        return float(self.live.time_s[empty[0]]) if empty.size else math.inf
+
+    @property
+    def messages_per_s(self) -> float:
+        """Return orders finished per wall second, from the sale's opening until the queue was empty."""
+        drained = self.drained_at_s
+        if drained == math.inf:
+            drained = float(self.live.time_s[-1]) if self.live.time_s.size else SALE_OPENS_S + 1.0
+        return self.tally.applied / max((drained - SALE_OPENS_S) / self.settings.time_scale, 1e-9)
+
+    def report(self) -> str:
+        """Return the run in four lines: time, throughput, the fleet, the reconciliation."""
+        drained = self.drained_at_s
+        when = f"empty at minute {drained / 60:.0f}" if drained != math.inf else "never empty"
+        return "\n".join(
+            [
+                f"wall time {self.wall_s:.0f} s for {self.live.time_s[-1] / 60:.0f} scaled minutes "
+                f"(x{self.settings.time_scale:g})",
+                f"{self.messages_per_s:.0f} orders/s (wall) from the opening until the queue was {when}",
+                f"peak {self.peak_instances} instances in service; {len(self.live.events)} scaling actions",
+                str(self.tally),
+            ]
+        )
+
+
+def run_sale(endpoint_url: str, settings: SaleSettings = SALE) -> SaleRun:
+    """Play the 10,000-order sale through a live fleet on the endpoint; stop it; return the run."""
+    fleet = settings.controller(endpoint_url)
+    began = time.perf_counter()
+    live = fleet.run()
+    wall = time.perf_counter() - began
+    return SaleRun(settings, live, fleet.simulated(), fleet.reconcile(), wall)
