@@ -88,12 +88,7 @@ CLAIMS = (
 )
 
 #: Files that say a wrong thing today, and what; each is an expected failure until it is fixed.
-KNOWN_WRONG = {
-    "solutions/03_writing_the_worker.ipynb": "says 'the message is already gone' after a 202",
-    "notebooks/03_writing_the_worker.ipynb": "says 'the message is already gone' after a 202",
-    "solutions/04_failures_retries_dlq.ipynb": "says SQS documents / has no default for maxReceiveCount",
-    "notebooks/04_failures_retries_dlq.ipynb": "says SQS documents / has no default for maxReceiveCount",
-}
+KNOWN_WRONG = {}
 
 
 # -- reading files as (where, line, block) -----------------------------------------------------------------

@@ -141,6 +141,20 @@ def test_injector_starts_from_what_the_lab_already_has(lab: Lab) -> None:
     injector.close()
 
 
+def test_injector_follows_failures_a_cell_sets_and_heals_while_it_is_shown(
+    lab: Lab, wait_for: Callable[..., Any]
+) -> None:
+    injector = widgets.failure_injector(lab)
+    lab.inject(error_rate=1.0, status=503)  # a cell, not the widget
+    wait_for(lambda: injector.error_rate.value == 1.0 and injector.status.value == 503, timeout=3)
+    assert "100% of requests answered 503" in injector.status_line.value
+    lab.heal()
+    wait_for(lambda: injector.error_rate.value == 0 and "healthy" in injector.status_line.value, timeout=3)
+    injector.error_rate.value = 0.25  # and the widget still drives the lab
+    assert lab.inject().error_rate == 0.25
+    injector.close()
+
+
 # -- composer -----------------------------------------------------------------------------------
 def test_composer_with_invalid_json_shows_the_error_and_sends_nothing(lab: Lab) -> None:
     lab.stop_daemon()
@@ -254,6 +268,21 @@ def test_dlq_explorer_redrives_selected_then_all_then_purges(lab: Lab) -> None:
     explorer.refresh_button.click()
     explorer.purge_button.click()
     assert explorer.last_method == "PurgeQueue" and lab.depth().dead_letter == 0
+    explorer.close()
+
+
+def test_dlq_explorer_lists_a_message_that_moves_in_while_it_is_shown(
+    lab: Lab, wait_for: Callable[..., Any]
+) -> None:
+    lab.stop_daemon()
+    lab.sqs.send_message(QueueUrl=lab.queues.dlq_url, MessageBody='{"n": 1}')
+    explorer = widgets.dlq_explorer(lab)
+    assert isinstance(explorer, DlqExplorer)
+    first = explorer.messages.options[0][1]
+    explorer.messages.value = (first,)
+    lab.sqs.send_message(QueueUrl=lab.queues.dlq_url, MessageBody='{"n": 2}')  # no click on Refresh
+    wait_for(lambda: len(explorer.messages.options) == 2, timeout=4)
+    assert "2 message(s)" in explorer.status.value and explorer.messages.value == (first,)
     explorer.close()
 
 

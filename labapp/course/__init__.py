@@ -49,7 +49,7 @@ _EXPORTS = {
         "wait_for",
         "watch",
     ),
-    "labapp.course.plots": ("plot_metrics", "plot_post_spans", "plot_posts"),
+    "labapp.course.plots": ("plot_effects", "plot_metrics", "plot_post_spans", "plot_posts", "plot_statuses"),
     "labapp.course.checks.core": ("exercise",),
     "labapp.course.predictions": ("predict", "predict_number"),
     "labapp.course.swimlanes": ("swimlane",),
@@ -62,11 +62,13 @@ _EXPORTS = {
     "labapp.settings": ("lab_home",),
 }
 __getattr__, __dir__, __all__ = lazy.exports(
-    __name__, _EXPORTS, ("nb00", "nb01", "nb02", "nb05", "nb07", "nb08", "nb09", "nb10")
+    __name__,
+    _EXPORTS,
+    ("nb00", "nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb08", "nb09", "nb10"),
 )
 
 if TYPE_CHECKING:
-    from labapp.course import nb00, nb01, nb02, nb05, nb07, nb08, nb09, nb10
+    from labapp.course import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10
     from labapp.course.checks.core import exercise
     from labapp.course.diagrams import diagram
     from labapp.course.handlers import (
@@ -97,7 +99,7 @@ if TYPE_CHECKING:
         wait_for,
         watch,
     )
-    from labapp.course.plots import plot_metrics, plot_post_spans, plot_posts
+    from labapp.course.plots import plot_effects, plot_metrics, plot_post_spans, plot_posts, plot_statuses
     from labapp.course.predictions import predict, predict_number
     from labapp.course.preflight import PreflightError, compare_options, describe, reset, start
     from labapp.course.swimlanes import swimlane

@@ -13,11 +13,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from labapp.errors import LabError
 from labapp.sqs import move_selected, purge
-from labapp.widgets._common import TextFallback, close_all, join_lab, lab_name, lab_running, line, no_lab
+from labapp.widgets._common import (
+    TextFallback,
+    Ticker,
+    close_all,
+    join_lab,
+    lab_name,
+    lab_running,
+    line,
+    no_lab,
+)
 
 PREVIEW_CHARS = 50
 LISTED = 10  # messages the list shows, oldest first
 SELECTED_METHOD = "receive-send-delete (selected ids only)"
+#: How often the explorer looks whether the DLQ's depth changed (a message moved in, a redrive).
+FOLLOW_HZ = 1
 
 T = TypeVar("T")
 
@@ -74,6 +85,7 @@ class DlqExplorer(TextFallback, w.VBox):
     def __init__(self, lab: Any) -> None:
         self.lab = lab
         self.found: dict[str, dict[str, Any]] = {}
+        self._depth_shown: int | None = None
         self.last_method: str | None = None
         self.messages = w.SelectMultiple(options=[], rows=6, layout=w.Layout(width="95%"))
         self.detail = w.HTML()
@@ -97,6 +109,21 @@ class DlqExplorer(TextFallback, w.VBox):
         self.add_class("lab-dlq-explorer")
         join_lab(lab, self)
         self.refresh()
+        # Messages arrive in the DLQ (and leave it) while the learner reads: list them without a click.
+        self._follower = Ticker(self.follow, 1 / FOLLOW_HZ, "lab-dlq-explorer")
+        self._follower.start()
+
+    def follow(self) -> bool:
+        """Refresh when the DLQ's depth changed; return False once the lab has stopped."""
+        if not lab_running(self.lab):
+            return False
+        try:
+            depth = self.lab.depth().dead_letter
+        except (BotoCoreError, ClientError, LabError):
+            return True  # the next tick tries again; refresh() says what failed if it lasts
+        if depth != self._depth_shown:
+            self.refresh()
+        return True
 
     def refresh(self, note: str = "", tone: str = "muted") -> None:
         """Peek at the DLQ again and list what is there."""
@@ -109,7 +136,10 @@ class DlqExplorer(TextFallback, w.VBox):
             self.status.value = line(f"Could not read the DLQ: {exc}", "bad")
             return
         self.found = {m["MessageId"]: m for m in peeked}
+        kept = tuple(i for i in self.messages.value if i in self.found)
         self.messages.options = [(label(m), m["MessageId"]) for m in peeked]
+        self.messages.value = kept
+        self._depth_shown = total
         shown = f"{len(peeked)} shown" + (f" (the oldest {LISTED})" if total > len(peeked) else "")
         summary = f"DLQ {self.lab.queues.dlq_name}: {total} message(s), {shown}."
         self.status.value = (line(note, tone) + "<br>" if note else "") + line(summary)
@@ -179,7 +209,8 @@ class DlqExplorer(TextFallback, w.VBox):
         return f"Dead-letter queue explorer of {lab_name(self.lab)} (look, redrive and purge in the live notebook)."
 
     def close(self) -> None:
-        """Close every part of the widget."""
+        """Stop following the DLQ and close every part of the widget."""
+        self._follower.stop()
         close_all(*self.children)
         super().close()
 

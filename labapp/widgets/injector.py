@@ -8,12 +8,23 @@ from typing import Any
 import ipywidgets as w
 
 from labapp.errors import LabError
-from labapp.widgets._common import TextFallback, close_all, join_lab, lab_name, lab_running, line, no_lab
+from labapp.widgets._common import (
+    TextFallback,
+    Ticker,
+    close_all,
+    join_lab,
+    lab_name,
+    lab_running,
+    line,
+    no_lab,
+)
 from labapp.worker import Failures
 
 # 202 and 204 are here on purpose: sqsd deletes only on 200, so both are failures too.
 STATUSES = (500, 502, 503, 504, 400, 404, 429, 202, 204)
 MAX_LATENCY_MS = 15_000
+#: How often the controls catch up with failures set elsewhere (lab.inject() in a cell, lab.heal()).
+FOLLOW_HZ = 2
 
 
 def describe(failures: Failures) -> str:
@@ -36,6 +47,7 @@ class FailureInjector(TextFallback, w.VBox):
     def __init__(self, lab: Any) -> None:
         self.lab = lab
         self._syncing = False
+        self._shown = Failures()
         wide = {"style": {"description_width": "110px"}, "layout": w.Layout(width="420px")}
         self.error_rate = w.FloatSlider(
             0.0, min=0, max=1, step=0.05, description="Error rate", readout_format=".0%", **wide
@@ -70,6 +82,10 @@ class FailureInjector(TextFallback, w.VBox):
         self.add_class("lab-injector")
         join_lab(lab, self)
         self._set_controls(self.lab.inject())  # no changes: reads what is set now
+        # A cell may call lab.inject() or lab.heal() while the widget is on screen: follow it, so
+        # the controls never claim a healthy worker that fails (or the other way round).
+        self._follower = Ticker(self.follow, 1 / FOLLOW_HZ, "lab-injector")
+        self._follower.start()
 
     def _controls(self) -> tuple[Any, ...]:
         return (self.error_rate, self.status, self.latency_ms, self.hang, self.crash)
@@ -99,6 +115,15 @@ class FailureInjector(TextFallback, w.VBox):
             self.lab.heal()
         self._set_controls(Failures())
 
+    def follow(self) -> bool:
+        """Show failures that were set outside the widget; return False once the lab has stopped."""
+        if not lab_running(self.lab):
+            return False
+        current = self.lab.state.failures.current
+        if current != self._shown:
+            self._set_controls(current)
+        return True
+
     def _set_controls(self, failures: Failures) -> None:
         self._syncing = True
         try:
@@ -114,6 +139,7 @@ class FailureInjector(TextFallback, w.VBox):
         self._show(failures)
 
     def _show(self, failures: Failures) -> None:
+        self._shown = failures
         healthy = failures == Failures()
         self.status_line.value = line(describe(failures), "ok" if healthy else "bad")
 
@@ -123,7 +149,8 @@ class FailureInjector(TextFallback, w.VBox):
         return f"Failure injector of {lab_name(self.lab)} (change it in the live notebook). {now}"
 
     def close(self) -> None:
-        """Close every part of the widget."""
+        """Stop following the lab and close every part of the widget."""
+        self._follower.stop()
         close_all(*self.children)
         super().close()
 
