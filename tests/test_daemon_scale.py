@@ -196,12 +196,18 @@ def test_messages_received_ahead_are_handed_back_on_stop(
 ) -> None:
     def held_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        with lock:
+            served.append(1)
+            if len(served) > 20:  # the app itself turns slow, so the daemon cannot finish first
+                gate.set()
         if gate.is_set():
-            time.sleep(1.0)  # slow now: the batch received ahead has to wait
+            # Held until the daemon stops: the batch received ahead has to wait, and no POST ends
+            # meanwhile, so the daemon keeps believing POSTs are quick (no timing race).
+            released.wait(10)
         start_response("200 OK", [("Content-Length", "0")])
         return [b""]
 
-    gate = threading.Event()
+    gate, released, lock, served = threading.Event(), threading.Event(), threading.Lock(), []
     with HttpServer(held_app, threads=8) as server:
         daemon = Daemon(
             sqs,
@@ -215,16 +221,76 @@ def test_messages_received_ahead_are_handed_back_on_stop(
         send_messages(sqs, queues.url, [job(i) for i in range(40)])
         thread.start()
         try:
-            wait_for(lambda: daemon.counts["deleted"] >= 20, timeout=20)  # quick POSTs: receiving ahead
-            gate.set()
+            wait_for(gate.is_set, timeout=20)  # 20 quick POSTs first: the daemon receives ahead
             wait_for(lambda: daemon.held > daemon.in_flight == 2, timeout=10)
             stop.set()
+            released.set()
             thread.join(timeout=10)
         finally:
             stop.set()
+            released.set()
             thread.join(timeout=10)
             daemon.close()
     assert daemon.counts["released"] >= 1
     d = depth(sqs, queues)
     assert d.in_flight == 0  # nothing left invisible: finished, or visible again at once
     assert d.visible == 40 - daemon.counts["deleted"]
+
+
+def test_a_slow_job_does_not_hold_back_the_next_message(
+    sqs: SqsClient, queues: QueuePair, wait_for: Callable[..., Any]
+) -> None:
+    # sqsd asks for min(free, 10): one free connection is enough to receive the next message.
+    slow_started, release = threading.Event(), threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        if body == b"slow":
+            slow_started.set()
+            release.wait(10)
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+
+    with HttpServer(app, threads=8) as server:
+        daemon = Daemon(
+            sqs,
+            LAB_PROFILE.replace(HttpConnections=4),
+            queue_url=queues.url,
+            http_url=server.url,
+            wait_time_seconds=1,
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=daemon.run, args=(stop,))
+        thread.start()
+        try:
+            send_messages(sqs, queues.url, ["slow"])
+            assert slow_started.wait(10)
+            send_messages(sqs, queues.url, ["quick"])
+            # Deleted while the slow one still runs: it did not wait for a whole batch to be free.
+            wait_for(lambda: daemon.counts["deleted"] == 1, timeout=5)
+        finally:
+            release.set()
+            stop.set()
+            thread.join(timeout=10)
+            daemon.close()
+
+
+def test_a_daemon_closed_mid_long_poll_takes_no_message_from_the_next_one(
+    sqs: SqsClient, queues: QueuePair
+) -> None:
+    # run() returns at once on stop; close() then waits out the long poll, so a message sent after
+    # close() is received only by whoever comes next, for the first time.
+    first = Daemon(sqs, LAB_PROFILE, queue_url=queues.url, http_url="http://127.0.0.1:9", wait_time_seconds=2)
+    stop = threading.Event()
+    thread = threading.Thread(target=first.run, args=(stop,))
+    thread.start()
+    time.sleep(0.5)  # the pollers are inside their long poll
+    stop.set()
+    thread.join(timeout=10)
+    first.close()
+    send_messages(sqs, queues.url, ["after the stop"])
+    reply = sqs.receive_message(
+        QueueUrl=queues.url, WaitTimeSeconds=3, AttributeNames=["ApproximateReceiveCount"]
+    )
+    [message] = reply.get("Messages", [])
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"

@@ -303,7 +303,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     try:
         daemon.run(stop)
     finally:
-        daemon.close()
+        daemon.close(wait_for_receives=False)  # exit at once on SIGTERM, even mid long poll
         if scheduler is not None:
             scheduler.join()
     log.info("sqsd: stopped cleanly %s", daemon.counts)

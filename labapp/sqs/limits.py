@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from labapp.errors import LabError, quoted
+from labapp.errors import ConfigError, LabError, quoted
 
 # What real SQS refuses and moto lets through; the kit refuses it too, so a lab behaves like AWS.
 #: The largest message, body plus attributes: 1 MiB since 2025 (docs/aws-behaviour.md#sqs-message-size).
@@ -133,3 +133,14 @@ def check_delay(delay_seconds: Any) -> int:
             f"DelaySeconds must be a whole number from 0 to {MAX_DELAY_S}; got {quoted(delay_seconds)}."
         )
     return delay_seconds
+
+
+def check_wait_time(wait_time_seconds: Any, what: str = "wait_time_seconds") -> int:
+    """Refuse a long-poll wait SQS would refuse (WaitTimeSeconds, 0 to 20); return it."""
+    if isinstance(wait_time_seconds, bool) or not isinstance(wait_time_seconds, int):
+        raise ConfigError(f"{what} must be a whole number of seconds; got {wait_time_seconds!r}.")
+    if not 0 <= wait_time_seconds <= MAX_WAIT_TIME_S:
+        raise ConfigError(
+            f"{what} must be from 0 to {MAX_WAIT_TIME_S} (SQS's long-poll limit); got {wait_time_seconds}."
+        )
+    return wait_time_seconds

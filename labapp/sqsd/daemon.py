@@ -1,9 +1,10 @@
 """A mini sqsd: receive from SQS, POST to the worker, delete on 200, retry the rest.
 
-The loop follows the worker-environment documentation step by step (docs/aws-behaviour.md#the-post and #outcomes):
-receive with long polling, drop messages older than RetentionPeriod, POST each one (never more
-at once than HttpConnections), then delete on 200 or set ErrorVisibilityTimeout. Receiving, the
-wire, the workers and the batched SQS calls live in poller, transport, workers and batcher.
+The loop follows the documentation step by step (docs/aws-behaviour.md#post-body, #retention-drop,
+#status-200-deletes, #status-other-retried): receive with long polling, drop messages older than
+RetentionPeriod, POST each one (at most HttpConnections at once), delete on 200 or set
+ErrorVisibilityTimeout. Receiving, the wire, the workers and the batched calls are in poller,
+transport, workers and batcher.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import Any
 
 from labapp.errors import ConfigError, MessageError
 from labapp.sqs.client import SqsClient
-from labapp.sqs.limits import MAX_BATCH, MAX_WAIT_TIME_S
+from labapp.sqs.limits import MAX_BATCH, check_wait_time
 from labapp.sqsd.batcher import Batcher, Entry, change_visibility_batch, delete_batch, send_now
 from labapp.sqsd.events import DaemonEvent, EventKind, Listener
 from labapp.sqsd.log import LEVELS, describe
 from labapp.sqsd.options import SqsdOptions
-from labapp.sqsd.poller import Receiver, Slots, batch_size, poller_count
+from labapp.sqsd.poller import Receiver, Slots, batch_size, join_all, poller_count
 from labapp.sqsd.post import ENCODINGS, Encoding, build_post
 from labapp.sqsd.transport import Failure, Pool, Target
 from labapp.sqsd.workers import Workers
@@ -34,9 +35,8 @@ COUNTERS = ("received", "deleted", "failed", "dropped", "released", "sqs_errors"
 MAX_REPOSTS = 3
 #: How long run() waits for its pollers after stop; one inside a 20 s long poll is not waited for.
 STOP_GRACE_S = 0.5
-#: While POSTs are quick (workers.QUICK_S), this many batches more than HttpConnections are
-#: received ahead, so the next messages are there when a POST ends; with a slower app none are,
-#: and no message waits long while its visibility timeout runs.
+#: Batches received beyond HttpConnections while POSTs are quick (workers.QUICK_S), so the next
+#: ones are there when a POST ends; none with a slower app, so none waits long while invisible.
 AHEAD_BATCHES = 2
 
 
@@ -69,11 +69,7 @@ class Daemon:
             raise ConfigError("WorkerQueueURL is not set; pass --queue-url or set it in the config file.")
         if encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be 'sqsd' or 'article-form'; got {encoding!r}.")
-        if isinstance(wait_time_seconds, bool) or not 0 <= wait_time_seconds <= MAX_WAIT_TIME_S:
-            raise ConfigError(
-                f"wait_time_seconds must be from 0 to {MAX_WAIT_TIME_S} (SQS's long-poll limit); "
-                f"got {wait_time_seconds!r}."
-            )
+        check_wait_time(wait_time_seconds)
         self.target = Target.parse(http_url)
         self.sqs = sqs
         self.options = options
@@ -88,11 +84,11 @@ class Daemon:
         self.state = "idle"
         self.log = log.getChild(self.queue_name)
         self.pollers = poller_count(options.HttpConnections, sqs)
-        # Pool threads, pollers and batchers all update these; `_lock` keeps every += whole.
-        self.counts = dict.fromkeys(COUNTERS, 0)
+        self.counts = dict.fromkeys(COUNTERS, 0)  # updated from many threads, under `_lock`
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._stopping = threading.Event()
+        self._pollers: list[threading.Thread] = []  # the last run()'s receive loops
         batch = batch_size(options.HttpConnections)
         self._slots = Slots(
             options.HttpConnections, batch, lambda: AHEAD_BATCHES * batch if self._workers.quick else 0
@@ -346,6 +342,7 @@ class Daemon:
         ]
         for poller in pollers:
             poller.start()
+        self._pollers = pollers
         while not stop.wait(1.0):
             pass
         self.state = "draining"
@@ -353,9 +350,7 @@ class Daemon:
         self._slots.wake()
         # A poller inside a long poll may take 20 s to come back: it is not waited for, and hands
         # back whatever that receive still brings (see _poll).
-        deadline = time.monotonic() + STOP_GRACE_S
-        for poller in pollers:
-            poller.join(max(0.0, deadline - time.monotonic()))
+        join_all(pollers, STOP_GRACE_S)
         grace = self.options.ConnectTimeout + self.options.InactivityTimeout + 1
         if not self.wait_idle(timeout=grace):
             self.log.warning("drain: %d POSTs still running after %ss", self.in_flight, grace)
@@ -385,8 +380,14 @@ class Daemon:
             for message in messages:
                 self._workers.submit(message)
 
-    def close(self) -> None:
-        """Finish the POSTs, send the pending deletes and visibility changes, close the connections."""
+    def close(self, wait_for_receives: bool = True) -> None:
+        """Finish the POSTs, send the pending deletes and visibility changes, close the connections.
+
+        `wait_for_receives` first waits out a long poll run() left running (a receive counts toward
+        maxReceiveCount, so the next daemon must be the only one receiving); the CLI exits at once.
+        """
+        if wait_for_receives:
+            join_all(self._pollers, self.wait_time_seconds + self.options.ConnectTimeout)
         self._workers.close()
         self._deletes.close()
         self._visibility.close()

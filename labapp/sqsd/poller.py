@@ -50,7 +50,10 @@ class Slots:
     """HttpConnections as a count of messages the daemon may hold at once.
 
     `capacity` is HttpConnections; `batch` is how many must be free before a poller receives
-    (ten, or all of them when there are fewer), so receives ask for full batches; `ahead` says
+    while POSTs are quick (ten, or all of them when there are fewer), so receives ask for full
+    batches; with a slower app one free connection is enough, as in sqsd, which asks for
+    min(free, 10): a slow job must not hold back the next message (docs/aws-behaviour.md#sqsd-pollers).
+    `ahead` says
     how many more may be held beyond `capacity`, received while every connection is busy so
     that the next batch is there when a POST ends (the daemon allows two batches while POSTs
     are quick, none otherwise: a message never waits long while its visibility timeout runs).
@@ -71,18 +74,21 @@ class Slots:
     def _room(self) -> int:
         return self.capacity + self.ahead() - self._held
 
+    def _need(self) -> int:
+        return self.batch if self.ahead() > 0 else 1
+
     def take(self, want: int, stop: threading.Event | None = None) -> int:
-        """Take up to `want` slots; with `stop`, first wait until a full batch is free (0 once stopped)."""
+        """Take up to `want` slots; with `stop`, first wait until enough are free (0 once stopped)."""
         with self._changed:
             if stop is not None:
-                while self._room() < self.batch and not stop.is_set():
+                while self._room() < self._need() and not stop.is_set():
                     # Woken by give(); the timeout only rechecks `ahead`, which changes with time.
                     self._changed.wait(0.5)
                 if stop.is_set():
                     return 0
             count = max(0, min(want, self._room() if stop is not None else self.free))
             self._held += count
-            if count and self._room() >= self.batch:
+            if count and self._room() >= self._need():
                 self._changed.notify()  # enough left for the next poller too
             return count
 
@@ -93,7 +99,7 @@ class Slots:
         with self._changed:
             self._held -= count
             # Not only on crossing the line: `ahead` may have grown since the last give().
-            if self._room() >= self.batch:
+            if self._room() >= self._need():
                 self._changed.notify()
 
     def wake(self) -> None:
@@ -242,3 +248,10 @@ def _summary(exc: Exception) -> str:
 def batch_size(http_connections: int) -> int:
     """How many slots a poller waits for before it receives: a full batch of ten, or all there are."""
     return min(MAX_BATCH, http_connections)
+
+
+def join_all(threads: list[threading.Thread], timeout: float) -> None:
+    """Join every thread, all of them within `timeout` seconds in total."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
