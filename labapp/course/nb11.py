@@ -175,7 +175,7 @@ OUTAGE: dict[str, Any] = {
     "qid": "11.p1",
     "question": (
         "The shop's payment database goes down, and every POST is answered 503. It stays down longer "
-        "than the daemon's retries last (MaxRetries 3, ErrorVisibilityTimeout 1 s). When it is back, "
+        "than the daemon's retries last (MaxRetries 2, ErrorVisibilityTimeout 1 s). When it is back, "
         "where are the four orders?"
     ),
     "choices": {
