@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -27,7 +28,7 @@ from labapp.course.lab import Lab
 from labapp.errors import WaitTimeout
 from labapp.runtime.proxy import NGINX_READ_TIMEOUT_S, ReverseProxy
 from labapp.runtime.wait import wait_until
-from labapp.sqs.queues import Depth, ensure_queues
+from labapp.sqs.queues import Depth, ensure_queues, send_messages
 from labapp.sqsd.options import LAB_PROFILE
 from labapp.worker import state as worker_state
 from labapp.worker.scenarios import perform, read_job
@@ -148,11 +149,10 @@ def traffic(wave: int = 1, text_amount: bool = False) -> list[Any]:
 
 def send(lab: Lab, bodies: list[Any]) -> dict[str, Any]:
     """Send each body (a dict as JSON, text as it is); return message id -> body."""
-    sent: dict[str, Any] = {}
-    for body in bodies:
-        [message_id] = lab.send(body)
-        sent[message_id] = body
-    return sent
+    texts = [body if isinstance(body, str) else json.dumps(body) for body in bodies]
+    ids = send_messages(lab.sqs, lab.queues.url, texts)
+    lab.sent_at.update(dict.fromkeys(ids, time.time()))  # for the age of the oldest, as lab.send keeps it
+    return dict(zip(ids, bodies, strict=True))
 
 
 def send_usual_traffic(lab: Lab) -> list[str]:
@@ -160,43 +160,32 @@ def send_usual_traffic(lab: Lab) -> list[str]:
     return list(send(lab, traffic()))
 
 
-# -- the worked drill: the payment database is down ---------------------------------------------
-def database_outage(lab: Lab, orders: int = 4) -> list[str]:
-    """The shop with its payment database down (503): send orders and wait until all are dead-lettered."""
-    _reopen(lab)
-    lab.start_daemon(options=SHOP_OPTIONS)
-    lab.inject(error_rate=1.0, status=503)
-    ids = lab.send([{"type": "order", "order_id": f"D-{n}", "amount": 20 + n} for n in range(1, orders + 1)])
-    wait_until(lambda: lab.depth().dead_letter >= orders, 20, "the orders to reach the DLQ", interval=0.2)
-    return ids
-
-
-OUTAGE: dict[str, Any] = {
+# -- what normal looks like ----------------------------------------------------------------------
+PING: dict[str, Any] = {
     "qid": "11.p1",
     "question": (
-        "The shop's payment database goes down, and every POST is answered 503. It stays down longer "
-        "than the daemon's retries last (MaxRetries 2, ErrorVisibilityTimeout 1 s). When it is back, "
-        "where are the four orders?"
+        "The load-test script's ping is not JSON, so the shop's worker answers 400 to it. The shop runs "
+        "with MaxRetries 2. How many POSTs does the ping get, and where is it at the end of the hour?"
     ),
     "choices": {
-        "in the worker queue, waiting for the database": (
-            "A failed POST does not keep a message waiting: the daemon sets ErrorVisibilityTimeout, and the "
-            "message comes back after it and is POSTed again, each time counted."
+        "one POST: a 4xx tells sqsd not to retry, so it is deleted": (
+            "sqsd retries every answer but 200, 4xx included (docs/aws-behaviour.md#status-other-retried); "
+            "and it deletes a message only after a 200."
         ),
-        "in the DLQ, and they stay there until someone redrives them": (
-            "Each 503 used up one receive; the receive after the third moved each order to the DLQ, within "
-            "seconds. Nothing moves them back when the cause is gone."
+        "two POSTs, then it waits in the DLQ": (
+            "Each 400 is a failure; the receive after the second moves the ping to the DLQ, where it waits "
+            "for a person, by the queue's RedrivePolicy."
         ),
-        "deleted: the daemon gives up after MaxRetries": (
-            "The daemon never deletes a message it could not deliver; SQS moves it to the DLQ, by the "
-            "queue's RedrivePolicy."
+        "two POSTs, then the daemon deletes it": (
+            "The daemon never deletes a message it could not deliver; SQS moves it to the DLQ once its "
+            "receives pass maxReceiveCount."
         ),
-        "processed: SQS retries until the database answers": (
-            "SQS does not know that a database exists; it counts receives, and after maxReceiveCount the "
-            "message goes to the DLQ."
+        "a POST every second until RetentionPeriod drops it": (
+            "That is what happens on a queue without a DLQ. The shop's queue has one, with maxReceiveCount "
+            "set from MaxRetries."
         ),
     },
-    "answer": "in the DLQ, and they stay there until someone redrives them",
+    "answer": "two POSTs, then it waits in the DLQ",
 }
 
 
