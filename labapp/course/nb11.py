@@ -212,6 +212,13 @@ def fault_of_seed(seed: str) -> Fault:
     return _ROTA[int.from_bytes(digest[:8], "big") % len(_ROTA)]
 
 
+def is_quiet(lab: Lab) -> bool:
+    """True when nothing is visible, delayed or in flight in the queue, and the daemon POSTs nothing."""
+    now = lab.depth()
+    busy = lab.daemon is not None and lab.daemon.in_flight > 0
+    return now.visible == 0 and now.in_flight == 0 and now.delayed == 0 and not busy
+
+
 @dataclasses.dataclass
 class Drill:
     """One drill: its seed and what the shop sent (message id -> body)."""
@@ -226,14 +233,8 @@ class Drill:
     def wait(self, timeout: float = DRILL_WINDOW_S) -> Depth:
         """Wait until the shop is quiet (nothing visible or in flight), at most `timeout` s; print the depth."""
         lab = self.lab
-
-        def quiet() -> bool:
-            now = lab.depth()
-            busy = lab.daemon is not None and lab.daemon.in_flight > 0
-            return now.visible == 0 and now.in_flight == 0 and now.delayed == 0 and not busy
-
         try:
-            wait_until(quiet, timeout, "the shop to go quiet", interval=0.2)
+            wait_until(lambda: is_quiet(lab), timeout, "the shop to go quiet", interval=0.2)
             print("The shop's queue is quiet:", lab.depth())
         except WaitTimeout:
             print(f"After {timeout:g} s the shop is still busy:", lab.depth())

@@ -26,6 +26,7 @@ from labapp.course.nb11 import (
     Drill,
     Fault,
     fault_of_seed,
+    is_quiet,
     send,
     start_drill,
     traffic,
@@ -57,6 +58,7 @@ class Evidence:
     paths: set[str]  # the paths the daemon POSTed to
     most_receives: int
     dead_letters: int
+    dead_real: int  # of them, orders and price lists (the rest are pings)
 
 
 def evidence(drill: Drill) -> Evidence:
@@ -79,8 +81,9 @@ def evidence(drill: Drill) -> Evidence:
             answers[answer_of(event)] += 1
             if event.status != 200 and mid in real:
                 failed.setdefault(mid, collections.Counter())[answer_of(event)] += 1
-    dead = lab.depth().dead_letter if lab.worker is not None else 0
-    return Evidence(answers, failed, len(real), overlaps, paths, most, dead)
+    bodies = [m["Body"] for m in lab.dead_letters(DLQ_LOOK)] if lab.worker is not None else []
+    dead_real = sum(body != STRAY for body in bodies)
+    return Evidence(answers, failed, len(real), overlaps, paths, most, len(bodies), dead_real)
 
 
 def _listed(counts: collections.Counter[str]) -> str:
@@ -88,6 +91,11 @@ def _listed(counts: collections.Counter[str]) -> str:
 
 
 def _not_poison(seen: Evidence) -> str:
+    if not seen.failed and seen.dead_real:
+        return (
+            f"no order or price list was refused: each of their POSTs was answered 200, and still {seen.dead_real} "
+            "of them are in the DLQ."
+        )
     if not seen.failed:
         return (
             "no order or price list failed; only the load-test script's ping did, and nothing can read that "
@@ -188,17 +196,11 @@ def _dead_bodies(box: Lab) -> list[Any]:
     return [m["Body"] for m in box.dead_letters(DLQ_LOOK)]
 
 
-def _quiet(box: Lab) -> bool:
-    depth = box.depth()
-    busy = box.daemon is not None and box.daemon.in_flight > 0
-    return depth.visible == 0 and depth.in_flight == 0 and not busy
-
-
 def _damage_done(box: Lab, fault: Fault) -> bool:
     """Has the fault done all its harm to the first traffic, so that a fix meets all of it?"""
     if fault is Fault.NO_DLQ:  # never quiet: the ping goes round for ever
         return any((e.receive_count or 0) > MAX_RETRIES + 1 for e in list(box.events))
-    return _quiet(box)
+    return is_quiet(box)
 
 
 def _wait(condition: Callable[[], bool], seconds: float) -> bool:
@@ -234,9 +236,9 @@ def _names(bodies: list[Any], most: int = 4) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def _first_post_answers(box: Lab, sent: dict[str, Any]) -> dict[str, list[str]]:
-    """Each real message's answers, in order (none yet: an empty list)."""
-    answers: dict[str, list[str]] = {mid: [] for mid, body in sent.items() if body != STRAY}
+def _answers(box: Lab, sent: dict[str, Any], pings: bool = False) -> dict[str, list[str]]:
+    """Each real message's answers (and the pings', with `pings`), in order; none yet is an empty list."""
+    answers: dict[str, list[str]] = {mid: [] for mid, body in sent.items() if pings or body != STRAY}
     for event in list(box.events):
         if event.kind is EventKind.RESPONSE and event.message_id in answers:
             answers[event.message_id].append(answer_of(event))
@@ -250,7 +252,7 @@ def _account(box: Lab, before: dict[str, Any], after: dict[str, Any]) -> str:
     dead = _dead_bodies(box)
     dead_real = [body for body in dead if body != STRAY]
     depth = box.depth()
-    late = {mid: got for mid, got in _first_post_answers(box, after).items() if got != ["200"]}
+    late = {mid: got for mid, got in _answers(box, after).items() if got != ["200"]}
     if late:
         words = collections.Counter(word for got in late.values() for word in got)
         raise NotYet(
@@ -302,12 +304,15 @@ def _check_11_2(a: Answers) -> str:
         _wait(lambda: _damage_done(box, fault), DAMAGE_S)
         fix(box)
         after = send(box, traffic(2, text_amount=fault is Fault.POISON_MESSAGE))
-        everything = [*first.sent.values(), *after.values()]
-        wanted = [b for body in everything for b in _business_ids(body)]
 
         def settled() -> bool:
-            done = all(box.ledger.applied(b) for b in wanted)
-            return done and _quiet(box) and _dead_bodies(box).count(STRAY) >= 2
+            answers = _answers(box, after, pings=True)
+            if any(got[:1] not in ([], ["200"]) for mid, got in answers.items() if after[mid] != STRAY):
+                return True  # the cause is still there: no need to wait for the rest
+            told = all(
+                len(got) >= (MAX_RETRIES if after[mid] == STRAY else 1) for mid, got in answers.items()
+            )
+            return told and is_quiet(box)
 
         _wait(settled, SETTLE_S)
         return _account(box, first.sent, after)
