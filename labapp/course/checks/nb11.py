@@ -54,7 +54,6 @@ class Evidence:
     answers: collections.Counter[str]  # every answer, e.g. {"200": 7, "404": 3}
     failed: dict[str, collections.Counter[str]]  # real messages (not the ping) that failed: their answers
     real: int  # how many real messages were sent
-    overlaps: int  # POSTs that began while an earlier POST of the same message still ran
     paths: set[str]  # the paths the daemon POSTed to
     most_receives: int
     dead_letters: int
@@ -67,23 +66,20 @@ def evidence(drill: Drill) -> Evidence:
     real = {mid for mid, body in drill.sent.items() if body != STRAY}
     answers: collections.Counter[str] = collections.Counter()
     failed: dict[str, collections.Counter[str]] = {}
-    open_posts: collections.Counter[str] = collections.Counter()
-    overlaps, paths, most = 0, set(), 0
+    paths: set[str] = set()
+    most = 0
     for event in list(lab.events):
         mid = event.message_id or ""
         most = max(most, event.receive_count or 0)
         if event.kind is EventKind.POSTED:
-            overlaps += open_posts[mid] > 0
-            open_posts[mid] += 1
             paths.add("/" + (event.url or "").split("/", 3)[-1])
         elif event.kind is EventKind.RESPONSE:
-            open_posts[mid] -= 1
             answers[answer_of(event)] += 1
             if event.status != 200 and mid in real:
                 failed.setdefault(mid, collections.Counter())[answer_of(event)] += 1
     bodies = [m["Body"] for m in lab.dead_letters(DLQ_LOOK)] if lab.worker is not None else []
     dead_real = sum(body != STRAY for body in bodies)
-    return Evidence(answers, failed, len(real), overlaps, paths, most, len(bodies), dead_real)
+    return Evidence(answers, failed, len(real), paths, most, len(bodies), dead_real)
 
 
 def _listed(counts: collections.Counter[str]) -> str:
