@@ -7,7 +7,9 @@ or a notebook that sets a variable sees it at once.
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 from pathlib import Path
 
 from labapp.errors import ConfigError
@@ -38,6 +40,8 @@ WORKER_ALLOW_REMOTE_ENV = "LAB_WORKER_ALLOW_REMOTE"
 SOLUTIONS_DIR_ENV = "LAB_SOLUTIONS_DIR"
 #: "off" stops exercise checks and predictions from writing progress.json (e.g. for a demo).
 PROGRESS_ENV = "LAB_PROGRESS"
+#: Who this learner is, for notebook 11's drill: it picks the hidden fault (default user@host).
+LEARNER_ENV = "LAB_LEARNER"
 #: LocalStack's own virtual environment (default .venv-localstack).
 LOCALSTACK_VENV_ENV = "LAB_LOCALSTACK_VENV"
 #: A Python >= 3.13 for LocalStack, when none is found on PATH or in pyenv.
@@ -118,6 +122,18 @@ def solutions_dir() -> Path:
 def progress_off() -> bool:
     """Return True when LAB_PROGRESS=off asks the lab not to record exercise results."""
     return os.environ.get(PROGRESS_ENV, "").strip().lower() == "off"
+
+
+def learner() -> str:
+    """Return LAB_LEARNER, or `user@host`: stable for one learner, different for the next one."""
+    named = os.environ.get(LEARNER_ENV, "").strip()
+    if named:
+        return named
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid, e.g. in a bare container
+        user = str(os.getuid()) if hasattr(os, "getuid") else "learner"
+    return f"{user}@{socket.gethostname()}"
 
 
 def localstack_venv() -> Path:

@@ -382,6 +382,16 @@ def cmd_progress(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from labapp import settings
+    from labapp.course.nb11 import fault_of_seed
+
+    seed = args.seed if args.seed is not None else settings.learner()
+    fault = fault_of_seed(seed)
+    print(f"Drill seed {seed!r} holds Fault.{fault.name}: {fault.value}.")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from labapp import bench
 

@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["install", "python"])
     p = add("progress", c.cmd_progress, "Show your exercise results per notebook.")
     p.add_argument("--reset", action="store_true", help="forget every recorded result")
+    p = add("drill", c.cmd_drill, "Say which fault a notebook 11 drill seed holds (for instructors).")
+    p.add_argument("seed", nargs="?", help="a learner's seed, as their drill cell prints it (default: yours)")
     p = add("bench", c.cmd_bench, "Run the benchmarks (all, or the one named) and print their figures.")
     p.add_argument("name", nargs="?", choices=list(BENCHMARKS), help="one benchmark; its own options follow")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

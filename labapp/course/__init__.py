@@ -64,11 +64,11 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy.exports(
     __name__,
     _EXPORTS,
-    ("nb00", "nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb08", "nb09", "nb10"),
+    ("nb00", "nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb08", "nb09", "nb10", "nb11"),
 )
 
 if TYPE_CHECKING:
-    from labapp.course import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10
+    from labapp.course import nb00, nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10, nb11
     from labapp.course.checks.core import exercise
     from labapp.course.diagrams import diagram
     from labapp.course.handlers import (

@@ -40,6 +40,7 @@ NOTEBOOK_TITLES = {
     "08": "Periodic tasks",
     "09": "Monitoring and troubleshooting",
     "10": "From the lab to AWS",
+    "11": "Incident drills",
 }
 
 _lock = threading.Lock()

@@ -15,6 +15,9 @@ from labapp.runtime.localstack import LocalStack
 from labapp.runtime.ports import port_is_free
 from labapp.settings import ENDPOINT_PORT, HOST
 
+#: How long the second look at a taken port waits for the endpoint to answer.
+BUSY_LOOK_S = 3.0
+
 
 def identify(endpoint_url: str, timeout: float = 0.5) -> str | None:
     """Return 'localstack', 'moto' or None for whatever answers at endpoint_url."""
@@ -73,6 +76,11 @@ def find_or_start_endpoint(url: str | None = None, start: bool = True, backend: 
         raise EndpointError(f"Nothing answers at {url}, and the lab only starts an emulator on {HOST}.")
     port = parsed.port or ENDPOINT_PORT
     if not port_is_free(port):
+        # A busy emulator (a notebook's daemon polling, a check starting its own lab) can miss the
+        # first look's short timeout; look once more, patiently, before blaming another program.
+        found = identify(url, timeout=BUSY_LOOK_S)
+        if found is not None:
+            return Endpoint(url, found)
         raise EndpointError(
             f"Port {port} is taken by something that is not an SQS endpoint; run `labapp doctor` to see what."
         )

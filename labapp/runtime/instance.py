@@ -70,6 +70,8 @@ class Instance(StartStop):
             app, port=port, threads=threads or max(16, options.HttpConnections), crash=crash
         )
         self.daemon: Daemon | None = None
+        #: A proxy's URL in front of the app (nginx on EB): the next daemon POSTs there instead.
+        self.front: str | None = None
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,7 +99,7 @@ class Instance(StartStop):
             self.sqs,
             self.options,
             queue_url=self.queue_url,
-            http_url=self.server.url,
+            http_url=self.front or self.server.url,
             encoding=self.encoding,
             wait_time_seconds=self.wait_time_seconds,
             secret=self.secret,

@@ -73,12 +73,17 @@ Checker = Callable[["Answers"], str]
 
 @dataclasses.dataclass(frozen=True)
 class Exercise:
-    """One exercise: a checker that returns a success sentence or raises NotYet / NotAttempted."""
+    """One exercise: a checker that returns a success sentence or raises NotYet / NotAttempted.
+
+    `solution`, when set, writes the solution for this learner's own variables (an exercise whose
+    answer depends on a seed); otherwise the solution is read from the solutions notebook.
+    """
 
     id: str
     title: str
     checker: Checker
     hints: tuple[str, ...]
+    solution: Checker | None = None
 
 
 REGISTRY: dict[str, Exercise] = {}
@@ -95,8 +100,11 @@ def exercise_texts() -> dict[str, dict[str, Any]]:
     return texts
 
 
-def register(exercise_id: str) -> Callable[[Checker], Checker]:
-    """Register a checker for an exercise id such as '07.1' (used as a decorator); its words are in exercises.yaml."""
+def register(exercise_id: str, solution: Checker | None = None) -> Callable[[Checker], Checker]:
+    """Register a checker for an exercise id such as '07.1' (used as a decorator); its words are in exercises.yaml.
+
+    `solution(answers)` returns the solution's code for this learner, when it is not the same for all.
+    """
     if not re.fullmatch(r"\d\d\.\d+", exercise_id):
         raise ValueError(f"exercise ids look like '02.1'; got {exercise_id!r}")
     text = exercise_texts().get(exercise_id)
@@ -104,7 +112,7 @@ def register(exercise_id: str) -> Callable[[Checker], Checker]:
         raise ValueError(f"exercise {exercise_id} has no title and hints in {TEXTS.name}")
 
     def wrap(checker: Checker) -> Checker:
-        REGISTRY[exercise_id] = Exercise(exercise_id, text["title"], checker, tuple(text["hints"]))
+        REGISTRY[exercise_id] = Exercise(exercise_id, text["title"], checker, tuple(text["hints"]), solution)
         return checker
 
     return wrap
@@ -190,8 +198,16 @@ class BoundExercise:
         feedback.show(feedback.hint(self.exercise.id, level, len(hints), hints[level - 1]))
 
     def solution(self) -> None:
-        """Show the solution code from the solutions notebook, behind a click."""
-        feedback.show(feedback.solution(self.exercise.id, solution_text(self.exercise.id)))
+        """Show the solution code (from the solutions notebook, or written for you), behind a click."""
+        own = self.exercise.solution
+        if own is None:
+            text = solution_text(self.exercise.id)
+        else:
+            try:
+                text = own(Answers(self.namespace))
+            except (NotAttempted, NotYet) as exc:  # e.g. the cell the solution depends on has not run
+                text = f"# {exc}"
+        feedback.show(feedback.solution(self.exercise.id, text))
 
     def __repr__(self) -> str:
         return f"<Exercise {self.exercise.id}: {self.exercise.title}; try .check(), .hint(), .solution()>"
