@@ -179,12 +179,12 @@ class Lab(Stack):
     # -- doing things -------------------------------------------------------------------------
     def send(
         self,
-        body: str | Mapping[str, Any] | Iterable[Mapping[str, Any]],
+        body: str | Mapping[str, Any] | Iterable[str | Mapping[str, Any]],
         count: int = 1,
         attributes: Mapping[str, str | int | float | bytes] | None = None,
         delay_seconds: int = 0,
     ) -> list[str]:
-        """Send a message (a dict is sent as JSON) `count` times, or a list of dicts; return the ids.
+        """Send a message (a dict as JSON, text as it is) `count` times, or a list of them; return the ids.
 
         The lab remembers when each one left, for the age of the oldest message (course.metrics).
         """
@@ -192,7 +192,7 @@ class Lab(Stack):
             text = body if isinstance(body, str) else json.dumps(body)
             bodies = [text] * count
         else:
-            bodies = [json.dumps(item) for item in body]
+            bodies = [item if isinstance(item, str) else json.dumps(item) for item in body]
         ids = send_messages(self.sqs, self.queues.url, bodies, attributes, delay_seconds)
         self.sent_at.update(dict.fromkeys(ids, time.time()))
         return ids

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import threading
-import time
 import weakref
 from typing import Any
 
@@ -28,7 +27,7 @@ from labapp.course.lab import Lab
 from labapp.errors import WaitTimeout
 from labapp.runtime.proxy import NGINX_READ_TIMEOUT_S, ReverseProxy
 from labapp.runtime.wait import wait_until
-from labapp.sqs.queues import Depth, ensure_queues, send_messages
+from labapp.sqs.queues import Depth, ensure_queues
 from labapp.sqsd.options import LAB_PROFILE
 from labapp.worker import state as worker_state
 from labapp.worker.scenarios import perform, read_job
@@ -149,10 +148,7 @@ def traffic(wave: int = 1, text_amount: bool = False) -> list[Any]:
 
 def send(lab: Lab, bodies: list[Any]) -> dict[str, Any]:
     """Send each body (a dict as JSON, text as it is); return message id -> body."""
-    texts = [body if isinstance(body, str) else json.dumps(body) for body in bodies]
-    ids = send_messages(lab.sqs, lab.queues.url, texts)
-    lab.sent_at.update(dict.fromkeys(ids, time.time()))  # for the age of the oldest, as lab.send keeps it
-    return dict(zip(ids, bodies, strict=True))
+    return dict(zip(lab.send(bodies), bodies, strict=True))
 
 
 def send_usual_traffic(lab: Lab) -> list[str]:
