@@ -288,12 +288,17 @@ def test_feedback_predictions_and_pictures_read_in_light_and_dark_themes(
 
 # -- every notebook, as a learner runs it ----------------------------------------------------------------
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-# Done when every cell has run, or when one failed: Run All stops at an error and would wait forever.
-ALL_RAN = """() => {
-    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-    const failed = document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]');
-    return failed !== null || (prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent)));
-}"""
+# JupyterLab renders a cell's error as stderr (there is no error mime type in the page); IPython's
+# traceback is what tells it from a warning.
+ERRORS = """() => [...document.querySelectorAll(
+        '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+    .map(o => o.textContent).filter(t => t.includes('Traceback (most recent call last)'))"""
+#: Run All is over when no cell waits ([*]) and one has run: cells after an error are aborted to [ ].
+ALL_RAN = f"""() => {{
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent);
+    const waiting = prompts.some(t => t.includes('*')), ran = prompts.some(t => /\\[\\d+\\]/.test(t));
+    return ({ERRORS})().length > 0 || (!waiting && ran);
+}}"""
 NOT_RUN = """() => [...document.querySelectorAll('.jp-CodeCell')]
     .filter(c => !/\\[\\d+\\]/.test(c.querySelector('.jp-InputPrompt').textContent))
     .map(c => c.querySelector('.jp-InputPrompt').textContent + ' ' + c.querySelector('.cm-content').textContent.slice(0, 80))"""
@@ -366,8 +371,10 @@ def test_every_notebook_runs_in_chromium_with_no_widget_error(
                 pytest.fail(
                     f"{notebook.name} did not finish in 240 s; cells not run: {page.evaluate(NOT_RUN)}"
                 )
-            errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]')
-            expect(errors).to_have_count(0)
+            errors = page.evaluate(ERRORS)
+            assert errors == [], f"{notebook.name} raised:\n" + "\n".join(e[-1500:] for e in errors)
+            not_run = page.evaluate(NOT_RUN)
+            assert not_run == [], f"{notebook.name}: Run All stopped; cells not run: {not_run}"
             for text in WIDGET_ERRORS:
                 expect(page.get_by_text(text)).to_have_count(0)
             page.screenshot(path=str(shots / f"{notebook.stem}.png"), full_page=True)

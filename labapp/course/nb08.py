@@ -22,7 +22,7 @@ from botocore.awsrequest import AWSResponse
 from labapp.course.lab import Lab
 from labapp.course.observe import print_rows
 from labapp.errors import ConfigError
-from labapp.settings import lab_home
+from labapp.settings import ROOT, lab_home
 from labapp.sqs.queues import drain
 from labapp.sqsd.cron import UTC, next_times, parse_cron_yaml
 from labapp.sqsd.periodic import Scheduler
@@ -31,7 +31,7 @@ from labapp.sqsd.periodic import Scheduler
 def _deploy_cron() -> Path:
     # The repository's deploy/ in an editable install; next to the notebooks' folder otherwise
     # (the Docker image installs the package and copies deploy/ into its working directory).
-    candidates = [Path(__file__).resolve().parents[1], Path.cwd(), Path.cwd().parent]
+    candidates = [ROOT, Path.cwd(), Path.cwd().parent]
     for root in candidates:
         if (root / "deploy" / "cron.yaml").is_file():
             return root / "deploy" / "cron.yaml"
