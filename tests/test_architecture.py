@@ -265,3 +265,17 @@ def test_the_readme_map_lists_every_module_and_no_other() -> None:
     listed = _readme_map()
     assert sorted(actual - listed) == [], "modules missing from the README map"
     assert sorted(listed - actual) == [], "the README map names modules that do not exist"
+
+
+def test_nothing_cites_a_reference_outside_the_repository() -> None:
+    # The brief's REFERENCE.md sits beside the repository; what the kit cites must be in it (docs/).
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    here = Path(__file__).resolve()
+    citing = [
+        name
+        for name in tracked.stdout.split()
+        if (ROOT / name).is_file()
+        and (ROOT / name).resolve() != here
+        and "REFERENCE.md" in (ROOT / name).read_text(errors="replace")
+    ]
+    assert citing == []

@@ -23,7 +23,7 @@ from labapp.sqsd.options import (
     with_options,
 )
 
-# REFERENCE.md §2, copied by hand so that a change to a default has to change this table too.
+# docs/aws-behaviour.md §2, copied by hand so that a change to a default has to change this table too.
 REFERENCE_DEFAULTS = {
     "WorkerQueueURL": None,
     "HttpPath": "/",

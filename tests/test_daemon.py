@@ -1,4 +1,4 @@
-"""The mini sqsd against the real endpoint and real HTTP servers: every outcome of REFERENCE.md §3."""
+"""The mini sqsd against the real endpoint and real HTTP servers: every outcome of docs/aws-behaviour.md §3."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def status_app() -> Iterator[tuple[StatusApp, HttpServer]]:
         yield app, server
 
 
-# -- REFERENCE §3: what the application answers --------------------------------------------------------
+# -- docs/aws-behaviour.md §3: what the application answers --------------------------------------------------
 RETRIED = [201, 202, 204, 301, 302, 304, 307, 400, 401, 404, 409, 429, 500, 502, 503]
 
 
@@ -266,7 +266,7 @@ def test_message_within_retention_is_posted(
     assert "dropped_by_retention" not in running.kinds()
 
 
-# -- REFERENCE §3/§5: dead-letter queue ----------------------------------------------------------------
+# -- docs/aws-behaviour.md §3-§4: dead-letter queue ----------------------------------------------------------
 def test_poison_message_goes_to_the_dlq_after_max_retries_and_blocks_nothing(
     sqs: SqsClient,
     queues: QueuePair,

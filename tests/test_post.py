@@ -1,4 +1,4 @@
-"""The POST sqsd makes (REFERENCE.md §1): headers, formats and the body, as seen on the wire."""
+"""The POST sqsd makes (docs/aws-behaviour.md §1): headers, formats and the body, as seen on the wire."""
 
 from __future__ import annotations
 
