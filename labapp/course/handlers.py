@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import request
@@ -19,23 +19,8 @@ from labapp.errors import LabError
 from labapp.sqs.queues import ensure_queues
 from labapp.sqsd.options import LAB_PROFILE, SqsdOptions
 from labapp.worker import state as worker_state
-from labapp.worker.scenarios import Job, perform, read_job
-from labapp.worker.views import MESSAGE_ENDPOINT, receive_count
-
-
-def process(data: Mapping[str, Any]) -> str:
-    """Do the work for one message inside a handler and record it in the ledger; return applied/duplicate.
-
-    Raises BadMessage (a ValueError) with a one-line reason when the message can never succeed.
-    """
-    return record(read_job(data))
-
-
-def record(job: Job) -> str:
-    """Do a job's work for the current request and apply its business ids once; return applied/duplicate."""
-    message_id = request.headers.get("X-Aws-Sqsd-Msgid")
-    applied = perform(job, worker_state.current().ledger, message_id, receive_count())
-    return "applied" if applied else "duplicate"
+from labapp.worker.scenarios import perform, read_job
+from labapp.worker.views import MESSAGE_ENDPOINT, process, receive_count
 
 
 def install_handler(lab: Lab, handler: Callable[[], Any]) -> None:
@@ -106,9 +91,11 @@ def apply_options(lab: Lab, options: SqsdOptions) -> None:
 
 # -- checks use a lab of their own ------------------------------------------------------------------------
 @contextlib.contextmanager
-def sandbox(name: str, options: SqsdOptions = LAB_PROFILE) -> Iterator[Lab]:
-    """Run a check on a private lab (its own queues, worker and daemon), then stop it."""
+def sandbox(name: str, options: SqsdOptions = LAB_PROFILE, app: Any = None) -> Iterator[Lab]:
+    """Run a check on a private lab (its own queues, worker and daemon), then stop it; `app`, a WSGI
+    app, answers the daemon instead of the kit's worker."""
     box = Lab(f"{name}-check", options)
+    box.app = app
     owner = RUNNING.get(name)
     if owner is not None:
         owner.logbook.paused = True  # the check's traffic is not the learner's

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from labapp.worker import state
-from labapp.worker.scenarios import BadMessage, parse_body, perform, read_job
+from labapp.worker.scenarios import BadMessage, Job, parse_body, perform, read_job
 
 log = logging.getLogger("labapp.worker")
 
@@ -28,6 +30,22 @@ def receive_count() -> int:
     header = request.headers.get("X-Aws-Sqsd-Receive-Count", "1").strip()
     # int() refuses more than 4,300 digits; no receive count has more than a handful.
     return int(header) if header.isascii() and header.isdigit() and len(header) <= 9 else 1
+
+
+def process(data: Mapping[str, Any]) -> str:
+    """Do the work for one message inside a handler and record it in the ledger; return applied/duplicate.
+
+    Raises BadMessage (a ValueError) with a one-line reason when the message can never succeed. It
+    lives here, not in the course, so that a handler using it deploys with the worker alone.
+    """
+    return record(read_job(data))
+
+
+def record(job: Job) -> str:
+    """Do a job's work for the current request and apply its business ids once; return applied/duplicate."""
+    message_id = request.headers.get("X-Aws-Sqsd-Msgid")
+    applied = perform(job, state.current().ledger, message_id, receive_count())
+    return "applied" if applied else "duplicate"
 
 
 @messages.post("/", defaults={"path": ""}, strict_slashes=False)

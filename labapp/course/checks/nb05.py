@@ -8,9 +8,10 @@ from typing import Any
 
 from labapp.course.checks.core import Answers, NotAttempted, NotYet, fresh_id, register
 from labapp.course.checks.support import FAST_FAIL, require_answer, wait_idle
-from labapp.course.handlers import install_handler, record, sandbox, send_and_wait
+from labapp.course.handlers import install_handler, sandbox, send_and_wait
 from labapp.course.observe import stories
 from labapp.worker.scenarios import Job
+from labapp.worker.views import record
 
 
 @register("05.1")

@@ -12,12 +12,12 @@ from flask import request
 
 from labapp.course.checks.core import Answers, NotAttempted, NotYet, fresh_id, register
 from labapp.course.checks.support import sqsd_options, wait_idle
-from labapp.course.handlers import install_handler, record, sandbox
+from labapp.course.handlers import install_handler, sandbox
 from labapp.course.lab import Lab
 from labapp.course.observe import MessageStory, dead_letter_ids, stories
 from labapp.sqsd.options import LAB_PROFILE
 from labapp.worker.scenarios import Job, read_job
-from labapp.worker.views import receive_count
+from labapp.worker.views import receive_count, record
 
 # 06.1: the nightly reports.
 REPORT_S = 1.5
