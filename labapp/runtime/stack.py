@@ -29,6 +29,7 @@ class Stack:
     DLQ is `<name>-dlq`); `worker_port` 0 for any free port; `ledger_path` the worker's ledger
     (in the lab home by default); `wait_time_seconds` the daemon's long poll; `backend` the
     emulator to start when nothing answers; `encoding` "sqsd", or the seed article's "article-form".
+    Set `app` before start() to serve another WSGI app in place of the kit's worker.
     """
 
     queues: QueuePair  # set by start()
@@ -55,6 +56,7 @@ class Stack:
         self.backend = backend
         self.endpoint: Endpoint | None = None
         self.instance: Instance | None = None
+        self.app: Any = None
         self.events: list[DaemonEvent] = []
         self._listeners: list[Listener] = [self.events.append]
 
@@ -81,6 +83,7 @@ class Stack:
                 self.sqs,
                 self.queues.url,
                 self.options,
+                app=self.app,
                 ledger_path=self.ledger_path,
                 port=self.worker_port,
                 wait_time_seconds=self.wait_time_seconds,

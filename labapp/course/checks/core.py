@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import yaml
 
 from labapp import settings
-from labapp.course import feedback, progress
+from labapp.course import feedback, portfolio, progress
 
 T = TypeVar("T")
 
@@ -183,8 +183,12 @@ class BoundExercise:
         feedback.show(feedback.result(exercise.id, exercise.title, self.last.status.value, self.last.reason))
         try:
             progress.record(exercise.id, self.last.status, self.last.reason)
+            kept = portfolio.keep(exercise.id, self.namespace) if self.last.status == CORRECT else None
         except OSError as exc:
             print(f"(could not save your progress: {exc})")
+        else:
+            if kept:
+                print(kept)
 
     def hint(self, level: int | None = None) -> None:
         """Show hint `level` (1 = gentle); without a level, the next one."""
