@@ -162,6 +162,26 @@ def test_claims_are_covered_across_the_course() -> None:
         assert phrase in text, f"no notebook mentions {phrase!r}"
 
 
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=_names(SOLUTIONS))
+def test_every_claim_is_predicted_before_it_is_checked(solution: Path) -> None:
+    """After a quoted claim, a prediction comes before the result is told (or the next section starts)."""
+    cells = nbformat.read(solution, as_version=4).cells
+    unpredicted = []
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "markdown" or "> **Claim**" not in cell.source:
+            continue
+        predicted = False
+        for after in cells[index + 1 :]:
+            if after.cell_type == "code" and "course.predict" in after.source:
+                predicted = True
+                break
+            if after.cell_type == "markdown" and ("**Result" in after.source or after.source.startswith("#")):
+                break
+        if not predicted:
+            unpredicted.append(cell.source.splitlines()[0])
+    assert unpredicted == [], f"{solution.name}: claims with no prediction first: {unpredicted}"
+
+
 # -- progress ------------------------------------------------------------------------------------------
 def test_progress_records_the_last_result_and_lists_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

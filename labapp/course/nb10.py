@@ -25,8 +25,60 @@ REPORT_S = 95
 PROVIDER_GAP_S = 30
 OUTAGE_S = 240
 
-DEFAULT_RETRIES: dict[str, Any] = {
+# Predictions before the claim checks (docs/aws-behaviour.md#opt-names-invalid, #one-tier, #worker-role).
+ARTICLE_CONFIG: dict[str, Any] = {
     "qid": "10.p1",
+    "question": (
+        "An article's file sets MimetypeJSON and MaxConcurrentAPIConnections in the namespace "
+        "aws:elasticbeanstalk:sqsd:sqsd. What does a reader with EB's rules make of it?"
+    ),
+    "choices": {
+        "It accepts all of it": "Look again at each name: EB rejects a namespace or option it does not know.",
+        "It accepts the namespace, not the two options": (
+            "The namespace has one `sqsd`, not two, so it is refused before any option is read."
+        ),
+        "It refuses all three names": (
+            "The namespace is aws:elasticbeanstalk:sqsd, and the options are MimeType and HttpConnections."
+        ),
+    },
+    "answer": "It refuses all three names",
+}
+ONE_ENVIRONMENT: dict[str, Any] = {
+    "qid": "10.p2",
+    "question": "Can one Elastic Beanstalk environment be your web tier and your worker tier at once?",
+    "choices": {
+        "Yes, with a web and a worker line in the Procfile": (
+            "The Procfile starts processes on the instances; it does not give the environment a queue or a "
+            "daemon. The tier does, and an environment has one."
+        ),
+        "Yes, if you choose both tiers when creating it": "There is no such choice: the tier is web or worker.",
+        "No: an environment has one tier, so it takes two environments": (
+            "You create a web environment and a worker environment, and the web tier sends to the "
+            "worker's queue."
+        ),
+    },
+    "answer": "No: an environment has one tier, so it takes two environments",
+}
+THREE_ACTIONS: dict[str, Any] = {
+    "qid": "10.p3",
+    "question": (
+        "The worker role allows only ReceiveMessage, DeleteMessage and ChangeMessageVisibility. What stops "
+        "working?"
+    ),
+    "choices": {
+        "Nothing: those are the daemon's calls": (
+            "They are its calls for ordinary messages. Periodic tasks and the daemon's metrics need more."
+        ),
+        "Every message: the daemon cannot receive": "ReceiveMessage is in the list, so messages still flow.",
+        "Periodic tasks and the daemon's metrics": (
+            "The leader needs SendMessage and the DynamoDB leader table to enqueue tasks, and the "
+            "daemon needs PutMetricData. Messages still flow, so the gap stays hidden."
+        ),
+    },
+    "answer": "Periodic tasks and the daemon's metrics",
+}
+DEFAULT_RETRIES: dict[str, Any] = {
+    "qid": "10.p4",
     "question": (
         "With EB's defaults (ErrorVisibilityTimeout 2 s, MaxRetries 10), the provider is down and every "
         "delivery of an order fails. About how many seconds after the first delivery does the last one come?"

@@ -26,10 +26,10 @@ def _check_09_1(a: Answers) -> str:
         return "that is the one. " + CAUSES[actual]
     counts = outcome_counts(lab)
     evidence = {
-        "daemon-stopped": f"the daemon is running and has received {counts.get('received', 0)} messages",
-        "worker-hangs": "every POST got an answer quickly",
-        "wrong-path": "the worker answered at the path it was given; look at what it answered",
-        "worker-rejects": "",
+        "daemon-stopped": f"the daemon is running: it received and POSTed {counts.get('received', 0)} messages",
+        "bad-orders": "the body the worker got is valid JSON with an order_id and an amount",
+        "short-timeout": "every POST was answered, at once, with a status: no socket errors",
+        "wrong-path": "the worker answered with its own 400 and a reason, not a 404",
     }
     raise NotYet(f"not that one: {evidence[diagnosis]} (daemon events: {counts}).")
 

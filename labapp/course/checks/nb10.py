@@ -87,9 +87,7 @@ def _run(folder: Path, production: SqsdOptions) -> str:
             done = box.wait_until_idle(timeout=20)
             ledger = worker_state.of(app_module._app).ledger
             applied = ledger.applied(f"order:{order['order_id']}")
-    who = (
-        f"your {handler.name} from {handler.exercise}" if handler else "the kit's worker"
-    )
+    who = f"your {handler.name} from {handler.exercise}" if handler else "the kit's worker"
     if not applied or done.dead_letter != 1:
         raise NotYet(
             f"the bundle's application.py, answering with {who}, did not do the order and refuse the "
