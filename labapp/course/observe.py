@@ -168,14 +168,17 @@ def metrics(lab: Lab) -> QueueMetrics:
 def watch(
     lab: Lab, seconds: float = 5, every: float = 0.25, until_idle: bool = True
 ) -> list[tuple[float, QueueMetrics]]:
-    """Sample metrics every `every` seconds, for at most `seconds` (or until the queues are idle)."""
+    """Sample metrics every `every` seconds, for at most `seconds` (or until the queues are idle and settled)."""
     samples: list[tuple[float, QueueMetrics]] = []
     started = time.monotonic()
     while True:
         now = time.monotonic() - started
         sample = metrics(lab)
         samples.append((now, sample))
-        if now >= seconds or (until_idle and now > 0.5 and sample.visible == sample.not_visible == 0):
+        idle = until_idle and now > 0.5 and sample.visible == sample.not_visible == 0
+        # Idle twice in a row with the same numbers: a move to the DLQ may land between two reads.
+        settled = idle and len(samples) > 1 and samples[-2][1] == sample
+        if now >= seconds or settled:
             return samples
         time.sleep(every)
 

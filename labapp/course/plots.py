@@ -223,7 +223,7 @@ def plot_metrics(samples: Sequence[tuple[float, QueueMetrics]], title: str = "")
     import matplotlib.pyplot as plt
 
     xs = [at for at, _ in samples]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(xs, [m.visible for _, m in samples], label="visible (waiting)")
     ax.plot(xs, [m.not_visible for _, m in samples], label="not visible (in flight)")
     ax.plot(xs, [m.dead_letter for _, m in samples], label="DLQ depth", linestyle="--")
@@ -233,8 +233,10 @@ def plot_metrics(samples: Sequence[tuple[float, QueueMetrics]], title: str = "")
     age.plot(xs, [m.oldest_age_s for _, m in samples], color="grey", linestyle=":", label="age of oldest (s)")
     age.set_ylabel("age of oldest (s)")
     lines = ax.get_legend_handles_labels()[0] + age.get_legend_handles_labels()[0]
-    ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=8, loc="upper right")
+    # Below the axes, so the legend covers no line wherever the run puts them.
+    labels = [str(line.get_label()) for line in lines]
+    fig.legend(lines, labels, fontsize=8, loc="lower center", ncol=len(lines), frameon=False)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
