@@ -36,9 +36,13 @@ lint: $(DEV)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# What the tests need beyond the venv, checked before anything slow runs.
-test-env:
+# What the tests need beyond the venv, checked before anything slow runs: Chromium, and LocalStack
+# wherever a Python >= 3.13 is found, so that pytest's LocalStack tests run rather than skip.
+test-env: $(RUNTIME)
 	@tools/ensure_chromium.sh
+	@if $(BIN)/labapp localstack python >/dev/null 2>&1; then \
+	    echo "Installing LocalStack in its own virtualenv (once)..."; $(BIN)/labapp localstack install >/dev/null; \
+	fi
 
 # Every suite runs even when one fails, and the summary names the ones that failed.
 test: test-env lint
