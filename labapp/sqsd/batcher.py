@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -36,62 +37,54 @@ class Entry:
     visibility: int = 0
 
 
-Send = Callable[[SqsClient, str, list[Entry]], list[tuple[Entry, Exception | None]]]
+Outcomes = list[tuple[Entry, Exception | None]]
+Send = Callable[[SqsClient, str, list[Entry]], Outcomes]
 
 
-def delete_batch(
-    sqs: SqsClient, queue_url: str, entries: list[Entry]
-) -> list[tuple[Entry, Exception | None]]:
+def _batched(
+    entries: list[Entry], batch: Callable[[list[dict[str, Any]]], Any], single: Callable[[Entry], Any]
+) -> Outcomes:
+    """Send the entries in one batch call, then each refused entry once more on its own."""
+    try:
+        reply = batch([{"Id": str(i), "ReceiptHandle": e.receipt_handle} for i, e in enumerate(entries)])
+    except (BotoCoreError, ClientError):
+        refused = set(range(len(entries)))
+    else:
+        refused = {int(failed["Id"]) for failed in reply.get("Failed", [])}
+    outcomes: Outcomes = []
+    for i, entry in enumerate(entries):
+        error: Exception | None = None
+        if i in refused:
+            try:
+                single(entry)
+            except (BotoCoreError, ClientError) as exc:
+                error = exc
+        outcomes.append((entry, error))
+    return outcomes
+
+
+def delete_batch(sqs: SqsClient, queue_url: str, entries: list[Entry]) -> Outcomes:
     """Delete up to ten messages in one call, retrying refused entries singly; return each outcome."""
-    try:
-        reply = sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": e.receipt_handle} for i, e in enumerate(entries)],
-        )
-    except (BotoCoreError, ClientError):
-        refused = set(range(len(entries)))
-    else:
-        refused = {int(failed["Id"]) for failed in reply.get("Failed", [])}
-    outcomes: list[tuple[Entry, Exception | None]] = []
-    for i, entry in enumerate(entries):
-        error: Exception | None = None
-        if i in refused:
-            try:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=entry.receipt_handle)
-            except (BotoCoreError, ClientError) as exc:
-                error = exc
-        outcomes.append((entry, error))
-    return outcomes
+    return _batched(
+        entries,
+        lambda batch: sqs.delete_message_batch(QueueUrl=queue_url, Entries=batch),
+        lambda e: sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=e.receipt_handle),
+    )
 
 
-def change_visibility_batch(
-    sqs: SqsClient, queue_url: str, entries: list[Entry]
-) -> list[tuple[Entry, Exception | None]]:
+def change_visibility_batch(sqs: SqsClient, queue_url: str, entries: list[Entry]) -> Outcomes:
     """Set each entry's visibility timeout in one call, retrying refused entries singly; return each outcome."""
-    try:
-        reply = sqs.change_message_visibility_batch(
+    timeouts = {str(i): e.visibility for i, e in enumerate(entries)}
+    return _batched(
+        entries,
+        lambda batch: sqs.change_message_visibility_batch(
             QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": e.receipt_handle, "VisibilityTimeout": e.visibility}
-                for i, e in enumerate(entries)
-            ],
-        )
-    except (BotoCoreError, ClientError):
-        refused = set(range(len(entries)))
-    else:
-        refused = {int(failed["Id"]) for failed in reply.get("Failed", [])}
-    outcomes: list[tuple[Entry, Exception | None]] = []
-    for i, entry in enumerate(entries):
-        error: Exception | None = None
-        if i in refused:
-            try:
-                sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=entry.receipt_handle, VisibilityTimeout=entry.visibility
-                )
-            except (BotoCoreError, ClientError) as exc:
-                error = exc
-        outcomes.append((entry, error))
-    return outcomes
+            Entries=[{**item, "VisibilityTimeout": timeouts[item["Id"]]} for item in batch],
+        ),
+        lambda e: sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=e.receipt_handle, VisibilityTimeout=e.visibility
+        ),
+    )
 
 
 def send_now(sqs: SqsClient, send: Send, entries: list[Entry]) -> None:
