@@ -43,6 +43,7 @@ class Handler:
 
 
 def folder() -> Path:
+    """Return the folder the kept answers live in, one JSON file per exercise."""
     return lab_home() / "portfolio"
 
 
