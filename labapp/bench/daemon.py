@@ -30,6 +30,7 @@ from pathlib import Path
 
 from labapp.runtime.ports import free_port, port_is_free
 from labapp.runtime.process import ChildProcess
+from labapp.runtime.wait import wait_until
 from labapp.settings import HOST
 from labapp.sqs.client import SqsClient, sqs_client
 from labapp.sqs.queues import send_messages
@@ -38,6 +39,7 @@ from labapp.sqsd.options import SqsdOptions
 
 DEPTHS = (300, 2000)
 REPEATS = 3
+DRAIN_TIMEOUT_S = 600  # far beyond any drain measured; a stalled daemon ends the run, not the machine
 SWEEP = (1, 10, 50)
 SLOW_APP_MS = 50
 LATENCY_SAMPLES = 30
@@ -102,13 +104,14 @@ def daemon_drain(sqs: SqsClient, url: str, http_url: str, count: int, connection
     stop = threading.Event()
     thread = threading.Thread(target=daemon.run, args=(stop,), name="bench-daemon")
 
+    def drained() -> bool:
+        if daemon.counts["failed"]:
+            raise RuntimeError(f"the daemon stopped deleting messages: {daemon.counts}")
+        return daemon.counts["deleted"] >= count
+
     def drain() -> int:
         thread.start()
-        deadline = time.monotonic() + 600
-        while daemon.counts["deleted"] < count:
-            if time.monotonic() > deadline or daemon.counts["failed"]:
-                raise RuntimeError(f"the daemon stopped deleting messages: {daemon.counts}")
-            time.sleep(0.01)
+        wait_until(drained, DRAIN_TIMEOUT_S, "the daemon to delete every message", interval=0.01)
         return int(daemon.counts["deleted"])
 
     try:

@@ -10,6 +10,8 @@ from typing import Any
 
 from labapp.course.checks.core import Answers, NotAttempted, NotYet, fresh_id, register
 from labapp.course.checks.support import queue_counts, scratch_queue
+from labapp.errors import WaitTimeout
+from labapp.runtime.wait import wait_until
 
 #: 01.1: more than one receive can hand out (docs/aws-behaviour.md#sqs-batch-10).
 NIGHT_OFF_ORDERS = 12
@@ -99,19 +101,20 @@ def _check_01_2(a: Answers) -> str:
 
 def _first_return(sqs: Any, url: str, since: float) -> tuple[dict[str, Any] | None, float]:
     """Poll without waiting until a message is handed out, or the window closes; return it and when."""
-    deadline = since + RETRY_IN_S + LATE_SLACK_S
-    while True:
+
+    def handed_out() -> list[dict[str, Any]]:
         # WaitTimeSeconds=0: a long poll on moto would not wake when the message turns visible.
         reply = sqs.receive_message(
             QueueUrl=url, WaitTimeSeconds=0, AttributeNames=["ApproximateReceiveCount"]
         )
-        messages = reply.get("Messages", [])
-        now = time.monotonic()
-        if messages:
-            return messages[0], now - since
-        if now >= deadline:
-            return None, now - since
-        time.sleep(POLL_S)
+        return reply.get("Messages", [])
+
+    window = since + RETRY_IN_S + LATE_SLACK_S - time.monotonic()
+    try:
+        messages = wait_until(handed_out, window, "the message to come back", interval=POLL_S)
+    except WaitTimeout:
+        return None, time.monotonic() - since
+    return messages[0], time.monotonic() - since
 
 
 def _judge_retry(first: dict[str, Any], back: dict[str, Any] | None, after: float, held: int) -> str:

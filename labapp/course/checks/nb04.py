@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -13,6 +14,8 @@ from labapp.course.handlers import sandbox, send_and_wait
 from labapp.course.lab import Lab
 from labapp.course.nb04 import what_is_wrong
 from labapp.course.observe import MessageStory, dead_letter_ids, stories
+from labapp.errors import WaitTimeout
+from labapp.runtime.wait import wait_until
 from labapp.sqs import move_selected
 from labapp.sqsd.events import EventKind
 
@@ -26,8 +29,9 @@ def _watch_outage(box: Lab, order_id: str, broken_id: str) -> float | None:
     """Wait until both messages are settled (or the deadline is long past); return when the broken one hit the DLQ."""
     first_post: float | None = None
     arrived: float | None = None
-    give_up = time.monotonic() + DLQ_DEADLINE_S + 4
-    while time.monotonic() < give_up:
+
+    def settled() -> bool:
+        nonlocal first_post, arrived
         dead = dead_letter_ids(box)
         if first_post is None:
             posts = [e.time for e in box.events if e.kind is EventKind.POSTED and e.message_id == broken_id]
@@ -35,9 +39,10 @@ def _watch_outage(box: Lab, order_id: str, broken_id: str) -> float | None:
         if arrived is None and broken_id in dead and first_post is not None:
             arrived = time.time() - first_post
         order = stories(box, [order_id]).get(order_id)
-        if arrived is not None and (order_id in dead or (order is not None and order.deleted)):
-            break
-        time.sleep(0.1)
+        return arrived is not None and (order_id in dead or (order is not None and order.deleted))
+
+    with contextlib.suppress(WaitTimeout):  # a broken message still out by then is the answer's fault
+        wait_until(settled, DLQ_DEADLINE_S + 4, "the outage's messages to settle", interval=0.1)
     return arrived
 
 
