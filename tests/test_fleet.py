@@ -192,6 +192,28 @@ def test_timeline_records_scaled_and_wall_time() -> None:
     assert tl.visible.tolist() == [7, 7, 7] and tl.desired.tolist() == [1, 1, 1]
 
 
+def test_the_run_ends_with_the_trace_unless_messages_are_queued_and_overtime_is_left() -> None:
+    fleet, clock, _ = controller(Scripted({}))  # 600 scaled seconds of trace; 7 + 2 always queued
+    fleet.boot()
+    at(fleet, clock, 9.9)
+    assert not fleet.played_out()
+    at(fleet, clock, 10.0)
+    assert fleet.played_out()  # no overtime: the trace's end is the run's end
+
+    fleet, clock, _ = controller(Scripted({}), overtime_s=120)
+    fleet.boot()
+    at(fleet, clock, 11.0)
+    assert not fleet.played_out()  # past the trace, but messages are still queued
+    at(fleet, clock, 12.0)
+    assert fleet.played_out()  # the overtime is spent
+
+    fleet, clock, _ = controller(Scripted({}), overtime_s=120)
+    fleet._read_metrics = lambda: (0, 0)
+    fleet.boot()
+    at(fleet, clock, 10.5)
+    assert fleet.played_out()  # every message sent (none were due) and the queue empty
+
+
 def test_stop_kills_an_instance_that_ignores_sigterm() -> None:
     fleet, _, made = controller(Scripted({}), stop_timeout_s=0.1)
     fleet.scale_to(2, -math.inf)

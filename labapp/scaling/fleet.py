@@ -110,9 +110,11 @@ class FleetController:
     `http_connections`, `launch_delay_s` and `initial_instances` mean what they mean to
     `simulate()`; the defaults are lab-sized (a message takes a minute, 5 connections), so a
     laptop keeps up. `tick_wall_s` is the wall time between ticks and `stop_timeout_s` how long
-    an instance may drain after SIGTERM. `scenario` is what each message asks of the worker: an
-    "order" to charge or a "thumbnail" to make (see SCENARIOS). Tests pass `clock`, `launcher` (one Handle per instance)
-    and `read_metrics` (visible, in flight) to run without processes.
+    an instance may drain after SIGTERM. `overtime_s` (scaled) lets the run go on past the end of
+    the trace while messages are still queued: a machine slower than the fleet's nominal pace
+    still shows the whole drain. `scenario` is what each message asks of the worker: an "order"
+    to charge or a "thumbnail" to make (see SCENARIOS). Tests pass `clock`, `launcher` (one Handle
+    per instance) and `read_metrics` (visible, in flight) to run without processes.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class FleetController:
         initial_instances: int | None = None,
         tick_wall_s: float = 0.2,
         stop_timeout_s: float = 15.0,
+        overtime_s: float = 0.0,
         scenario: str = "thumbnail",
         clock: Callable[[], float] = time.monotonic,
         launcher: Callable[[str], Handle] | None = None,
@@ -144,6 +147,7 @@ class FleetController:
         self.endpoint_url, self.time_scale, self.tick_wall_s = endpoint_url, float(time_scale), tick_wall_s
         self.processing_time_s, self.http_connections = processing_time_s, http_connections
         self.launch_delay_s, self.stop_timeout_s, self.scenario = launch_delay_s, stop_timeout_s, scenario
+        self.overtime_s = overtime_s
         self.initial = int(getattr(policy, "MinSize", 1)) if initial_instances is None else initial_instances
         self.max_size = max(self.initial, int(getattr(policy, "MaxSize", self.initial)))
         self.clock, self._launcher, self._read_metrics = clock, launcher, read_metrics
@@ -241,9 +245,19 @@ class FleetController:
         except WaitTimeout:
             raise LabError(f"Instances did not boot in {BOOT_TIMEOUT_S:.0f}s; see {self.run_dir}.") from None
 
+    def played_out(self) -> bool:
+        """True once the trace is over and the last tick saw an empty queue, or the overtime is spent."""
+        now, end = self.now(), self.arrivals.size
+        if now < end:
+            return False
+        if now >= end + self.overtime_s:
+            return True
+        visible, in_flight = self._rows[-1][2:4] if self._rows else (0, 0)
+        return self.sent >= int(self.arrivals.sum()) and visible + in_flight == 0
+
     def _loop(self) -> None:
         try:
-            while not self._stop.is_set() and self.now() < self.arrivals.size:
+            while not self._stop.is_set() and not self.played_out():
                 began = self.clock()
                 try:
                     self.tick()
