@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -343,6 +344,34 @@ def test_a_sale_run_reports_wall_time_throughput_peak_and_reconciliation() -> No
     report = run.report().splitlines()
     assert report[0] == "wall time 44 s for 40 scaled minutes (x60)"
     assert report[-1].endswith("lost 0 (0 repeated POSTs)") and "peak 8 instances" in report[2]
+    assert report[3].endswith("of its nominal 400: the policy set the pace, as in the simulator")
+    assert run.full_size_per_s == pytest.approx(SALE.nominal_per_s, rel=0.1)
+
+
+def test_a_sale_held_back_by_the_machine_says_so() -> None:
+    sim = SALE.controller("http://127.0.0.1:1").simulated()
+    every = np.arange(0, sim.time_s.size, 12)
+    t = sim.time_s[every].astype(float)
+    slow = LiveTimeline(
+        60.0,
+        t / 30,
+        t,
+        sim.visible[every],
+        sim.in_flight[every],
+        sim.desired[every],
+        sim.in_service[every],
+        sim.events,
+        10_000,
+    )  # fmt: skip  (the same run at half the wall pace)
+    run = SaleRun(SALE, slow, sim, Reconciliation(10_000, 10_000, 0, 0), wall_s=88.0)
+    assert run.full_size_per_s == pytest.approx(SALE.nominal_per_s / 2, rel=0.1)
+    assert "this machine's CPU set the pace" in run.pace()
+    never = dataclasses.replace(slow, in_service=np.minimum(slow.in_service, 3))
+    assert (
+        SaleRun(SALE, never, sim, run.tally, wall_s=88.0)
+        .pace()
+        .startswith("the fleet never ran at full size")
+    )
 
 
 # -- real processes -----------------------------------------------------------------------------------

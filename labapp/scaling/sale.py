@@ -26,7 +26,7 @@ from labapp.scaling.agreement import Agreement, agreement, policy_period
 from labapp.scaling.fleet import FleetController, LiveTimeline, Reconciliation
 from labapp.scaling.policies import TargetTrackingPolicy, target_from_latency
 from labapp.scaling.simulate import Timeline
-from labapp.scaling.traffic import SALE_OPENS_S, order_flash_sale
+from labapp.scaling.traffic import SALE_LASTS_S, SALE_OPENS_S, order_flash_sale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +89,8 @@ class SaleSettings:
         )
 
 
+PACE_KEPT = 0.9  # a full fleet this close to its nominal pace was held back by nothing but its settings
+
 #: The sale as notebook 07 and the fleet benchmark run it.
 SALE = SaleSettings()
 
@@ -130,8 +132,34 @@ class SaleRun:
             drained = float(self.live.time_s[-1]) if self.live.time_s.size else SALE_OPENS_S + 1.0
         return self.tally.applied / max((drained - SALE_OPENS_S) / self.settings.time_scale, 1e-9)
 
+    @property
+    def full_size_per_s(self) -> float | None:
+        """Return orders finished per wall second at MaxSize once the last order was due (None if never)."""
+        left = self.live.visible + self.live.in_flight
+        at_full = (self.live.in_service == self.settings.max_size) & (
+            self.live.time_s >= SALE_OPENS_S + SALE_LASTS_S
+        )
+        rows = np.flatnonzero(at_full)
+        if rows.size < 2 or self.live.wall_s[rows[-1]] - self.live.wall_s[rows[0]] < 1:
+            return None
+        first, last = rows[0], rows[-1]
+        return float(left[first] - left[last]) / float(self.live.wall_s[last] - self.live.wall_s[first])
+
+    def pace(self) -> str:
+        """Return one line: the full fleet's pace against its nominal one, and who set it."""
+        rate, nominal = self.full_size_per_s, self.settings.nominal_per_s
+        if rate is None:
+            return f"the fleet never ran at full size ({self.settings.max_size}) after the last order was due"
+        share = rate / nominal
+        who = (
+            "the policy set the pace, as in the simulator"
+            if share >= PACE_KEPT
+            else "this machine's CPU set the pace, so its queue empties later than the simulator's"
+        )
+        return f"at full size the fleet finished {rate:.0f} orders/s, {share:.0%} of its nominal {nominal:.0f}: {who}"
+
     def report(self) -> str:
-        """Return the run in four lines: time, throughput, the fleet, the reconciliation."""
+        """Return the run in five lines: time, throughput, the fleet, its pace, the reconciliation."""
         drained = self.drained_at_s
         when = f"empty at minute {drained / 60:.0f}" if drained != math.inf else "never empty"
         return "\n".join(
@@ -140,6 +168,7 @@ class SaleRun:
                 f"(x{self.settings.time_scale:g})",
                 f"{self.messages_per_s:.0f} orders/s (wall) from the opening until the queue was {when}",
                 f"peak {self.peak_instances} instances in service; {len(self.live.events)} scaling actions",
+                self.pace(),
                 str(self.tally),
             ]
         )
