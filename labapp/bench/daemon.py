@@ -244,6 +244,19 @@ def sweep(sqs: SqsClient, slow_url: str, repeats: int) -> dict[int, Figure]:
     return {n: _median(figures) for n, figures in runs.items()}
 
 
+def _depth_growth(loops: dict[str, dict[int, Figure]]) -> str:
+    """One line per backend: how much longer the plain loop took to drain the deep queue than the shallow one."""
+    small, large = DEPTHS
+    lines = []
+    for name, by_depth in loops.items():
+        took = (large / by_depth[large].rate) / (small / by_depth[small].rate)
+        lines.append(
+            f"depth growth, {name}: draining {large:,} took {took:.1f}x the time of {small:,} "
+            f"({large / small:.1f}x the messages; linear in depth is the goal)"
+        )
+    return "\n".join(lines)
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
@@ -263,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         slow_url = _app(stack, logs, SLOW_APP_MS)
         backends = list(_backends(stack, logs, not args.no_localstack))
         print(f"\n{'backend':<11}{'depth':>6}  {'contender':<12}{'msg/s':>9}{'CPU ms/msg':>12}{'ratio':>8}")
+        loops: dict[str, dict[int, Figure]] = {}
         for name, sqs in backends:
             for depth in DEPTHS:
                 figures = side_by_side(name, sqs, fast_url, depth, args.repeats)
                 loop, daemon = figures["plain loop"], figures["daemon"]
+                loops.setdefault(name, {})[depth] = loop
                 for label, figure in (("plain loop", loop), ("daemon HC10", daemon)):
                     ratio = f"{figure.rate / loop.rate:8.2f}" if label != "plain loop" else ""
                     print(
@@ -274,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
         print("goals: daemon >= 0.9 of the plain loop; daemon CPU <= 1.5 ms per message")
+        print(_depth_growth(loops))
         name, sqs = backends[-1]
         swept = sweep(sqs, slow_url, args.repeats)
         cells = ", ".join(f"HC {n}: {f.rate:.1f} msg/s ({f.cpu_ms:.2f} ms CPU)" for n, f in swept.items())
