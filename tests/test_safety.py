@@ -401,6 +401,28 @@ def make_recipe(target: str) -> str:
     return "\n".join(recipe)
 
 
+def run_make_test_localstack(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `make test-localstack` where no Python >= 3.13 can be found (no pyenv, a bare PATH)."""
+    venv = Path(sys.prefix)
+    stamps = [f"-o{venv / name}" for name in (".runtime-installed", ".dev-installed")]
+    bare = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), **env}
+    argv = ["make", "-s", "-C", str(REPO), f"VENV={venv}", *stamps, "test-localstack"]
+    return subprocess.run(argv, env=bare, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_make_test_localstack_without_python_313_says_so_and_succeeds(tmp_path: Path) -> None:
+    # It once printed "not tested" and then ran the next recipe line anyway, which exited 2.
+    done = run_make_test_localstack(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "was not tested" in done.stdout
+
+
+def test_make_test_localstack_in_ci_without_python_313_fails(tmp_path: Path) -> None:
+    done = run_make_test_localstack(tmp_path, CI="1")
+    assert done.returncode != 0
+    assert "CI must prove the LocalStack backend" in done.stderr
+
+
 def test_make_lab_keeps_jupyter_token_auth_on() -> None:
     from labapp.cli.jupyter import jupyter_argv
 
