@@ -374,6 +374,29 @@ def test_a_sale_held_back_by_the_machine_says_so() -> None:
     )
 
 
+def test_the_pace_at_full_size_ends_when_the_queue_is_empty() -> None:
+    # A fleet still at MaxSize after the last order (scale-in waits) once made the pace look a quarter of itself.
+    sim = SALE.controller("http://127.0.0.1:1").simulated()
+    every = np.arange(0, sim.time_s.size, 12)
+    t = sim.time_s[every].astype(float)
+    live = LiveTimeline(
+        60.0, t / 60, t, sim.visible[every], sim.in_flight[every], sim.desired[every], sim.in_service[every],
+        sim.events, 10_000,
+    )  # fmt: skip
+    idle = np.arange(1, 301, dtype=float)
+    tail = dataclasses.replace(
+        live,
+        wall_s=np.concatenate([live.wall_s, live.wall_s[-1] + idle]),
+        time_s=np.concatenate([live.time_s, live.time_s[-1] + 60 * idle]),
+        visible=np.concatenate([live.visible, np.zeros(idle.size, dtype=live.visible.dtype)]),
+        in_flight=np.concatenate([live.in_flight, np.zeros(idle.size, dtype=live.in_flight.dtype)]),
+        desired=np.concatenate([live.desired, np.full(idle.size, SALE.max_size)]),
+        in_service=np.concatenate([live.in_service, np.full(idle.size, SALE.max_size)]),
+    )
+    run = SaleRun(SALE, tail, sim, Reconciliation(10_000, 10_000, 0, 0), wall_s=344.0)
+    assert run.full_size_per_s == pytest.approx(SALE.nominal_per_s, rel=0.1)
+
+
 # -- real processes -----------------------------------------------------------------------------------
 def test_an_instance_process_exits_on_sigterm_or_when_its_controller_goes(
     emulator: Emulator, tmp_path: Path

@@ -136,8 +136,11 @@ class SaleRun:
     def full_size_per_s(self) -> float | None:
         """Return orders finished per wall second at MaxSize once the last order was due (None if never)."""
         left = self.live.visible + self.live.in_flight
-        at_full = (self.live.in_service == self.settings.max_size) & (
-            self.live.time_s >= SALE_OPENS_S + SALE_LASTS_S
+        # Up to the last tick with work left: an idle fleet waiting to scale in is no measure of pace.
+        at_full = (
+            (self.live.in_service == self.settings.max_size)
+            & (self.live.time_s >= SALE_OPENS_S + SALE_LASTS_S)
+            & (np.arange(left.size) <= np.flatnonzero(left).max(initial=0))
         )
         rows = np.flatnonzero(at_full)
         if rows.size < 2 or self.live.wall_s[rows[-1]] - self.live.wall_s[rows[0]] < 1:
