@@ -397,6 +397,19 @@ def test_the_pace_at_full_size_ends_when_the_queue_is_empty() -> None:
     assert run.full_size_per_s == pytest.approx(SALE.nominal_per_s, rel=0.1)
 
 
+def test_a_sale_stopped_with_orders_queued_says_so() -> None:
+    sim = SALE.controller("http://127.0.0.1:1").simulated()
+    every = np.arange(0, sim.time_s.size, 12)
+    t = sim.time_s[every].astype(float)
+    live = LiveTimeline(
+        60.0, t / 60, t, sim.visible[every] + 500, sim.in_flight[every], sim.desired[every], sim.in_service[every],
+        sim.events, 10_000,
+    )  # fmt: skip
+    run = SaleRun(SALE, live, sim, Reconciliation(10_000, 9_500, 500, 0), wall_s=44.0)
+    line = run.report().splitlines()[1]
+    assert line.endswith(f"to minute {t[-1] / 60:.0f}, when the run stopped with orders still queued"), line
+
+
 # -- real processes -----------------------------------------------------------------------------------
 def test_an_instance_process_exits_on_sigterm_or_when_its_controller_goes(
     emulator: Emulator, tmp_path: Path
